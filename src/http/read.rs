@@ -1,0 +1,64 @@
+//! Reading one request head (and a body) from a socket, within a size bound. The
+//! caller bounds the time.
+
+use futures_lite::{AsyncRead, AsyncReadExt};
+
+use super::request::{self, RequestError, RequestHead};
+use crate::error::Error;
+
+/// How many bytes one read asks for while a head is incomplete.
+const READ_CHUNK: usize = 1024;
+
+/// Reads until `buf` holds a complete request head (bytes already in `buf` count).
+/// Returns the head and its length; bytes after it stay in `buf`.
+pub async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    max_head: usize,
+) -> Result<Option<(usize, RequestHead)>, Error> {
+    loop {
+        if !buf.is_empty() {
+            if let Some(parsed) = request::parse(buf, max_head)? {
+                return Ok(Some(parsed));
+            }
+        }
+        let filled = buf.len();
+        if filled >= max_head {
+            return Err(RequestError::HeadTooLarge.into());
+        }
+        buf.resize(filled + READ_CHUNK.min(max_head - filled + 1), 0);
+        let n = match stream.read(&mut buf[filled..]).await {
+            Ok(n) => n,
+            Err(e) => {
+                buf.truncate(filled);
+                return Err(Error::ClientIo(e));
+            }
+        };
+        buf.truncate(filled + n);
+        if n == 0 {
+            // EOF: a clean end between requests, or a cut-off head.
+            return if filled == 0 {
+                Ok(None)
+            } else {
+                Err(Error::ClientIo(std::io::ErrorKind::UnexpectedEof.into()))
+            };
+        }
+    }
+}
+
+/// Reads until `buf` holds at least `len` bytes.
+pub async fn read_exact_into<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    len: usize,
+) -> Result<(), Error> {
+    let filled = buf.len();
+    if filled >= len {
+        return Ok(());
+    }
+    buf.resize(len, 0);
+    stream
+        .read_exact(&mut buf[filled..])
+        .await
+        .map_err(Error::ClientIo)
+}

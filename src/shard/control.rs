@@ -1,0 +1,268 @@
+//! The control listener of one shard: pushes, closes and client info for the API
+//! server, counters and health for operators. A request about a client is carried
+//! out by the shard that owns it and answered after the owner acted.
+
+use std::rc::Rc;
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::{TcpListener, TcpStream};
+use ws2api_shards::listener;
+
+use super::{Delivery, Op, OpReply, Shard};
+use crate::error::Error;
+use crate::http::read::{read_exact_into, read_head};
+use crate::http::request::{Method, RequestHead};
+use crate::http::response;
+use crate::stats;
+
+/// How long a control connection may sit idle between requests.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// An answer to a control request.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(status: u16, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+        }
+    }
+}
+
+/// Accepts control connections until the shard ends.
+pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(serve(shard.clone(), stream)).detach();
+            }
+            Err(e) => {
+                let e = std::io::Error::from(e);
+                log::warn!("shard {}: control accept failed: {e}", shard.id);
+                glommio::timer::sleep(listener::accept_backoff(&e)).await;
+            }
+        }
+    }
+}
+
+/// Serves requests on one control connection (HTTP/1.1 keep-alive).
+async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::new();
+    loop {
+        let max_head = shard.config.max_head_size;
+        let read = glommio::timer::timeout(IDLE_TIMEOUT, async {
+            Ok(read_head(&mut stream, &mut buf, max_head).await)
+        })
+        .await;
+        let (head_len, head) = match read {
+            Ok(Ok(Some(parsed))) => parsed,
+            Ok(Ok(None)) | Err(_) => return,
+            Ok(Err(error)) => {
+                let _ = respond(&mut stream, &error_reply(&error), false).await;
+                return;
+            }
+        };
+        buf.drain(..head_len);
+        let reply = match read_body(&shard, &mut stream, &mut buf, &head).await {
+            Ok(body) => route(&shard, &head, body).await,
+            Err(error) => {
+                let _ = respond(&mut stream, &error_reply(&error), false).await;
+                return;
+            }
+        };
+        if respond(&mut stream, &reply, head.keep_alive).await.is_err() || !head.keep_alive {
+            return;
+        }
+    }
+}
+
+fn error_reply(error: &Error) -> Reply {
+    Reply::text(error.status(), format!("{error}\n"))
+}
+
+async fn respond(stream: &mut TcpStream, reply: &Reply, keep_alive: bool) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(128 + reply.body.len());
+    response::write_response(
+        &mut out,
+        reply.status,
+        Some(reply.content_type),
+        &[],
+        &reply.body,
+        keep_alive,
+    );
+    stream.write_all(&out).await
+}
+
+/// Reads the request body (Content-Length only), bounded by `--max-message-size`.
+async fn read_body(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head: &RequestHead,
+) -> Result<Vec<u8>, Error> {
+    if head.chunked {
+        return Err(Error::Request(
+            crate::http::request::RequestError::Malformed(
+                "chunked request bodies are not supported; send Content-Length".into(),
+            ),
+        ));
+    }
+    let len = head.content_length.unwrap_or(0);
+    if len > shard.config.max_message_size {
+        return Err(Error::BodyTooLarge);
+    }
+    read_exact_into(stream, buf, len).await?;
+    let rest = buf.split_off(len);
+    Ok(std::mem::replace(buf, rest))
+}
+
+fn authorized(shard: &Shard, head: &RequestHead) -> bool {
+    let Some(token) = shard.config.control_token.as_deref() else {
+        return true;
+    };
+    let Some(value) = head.header("authorization") else {
+        return false;
+    };
+    value
+        .strip_prefix(b"Bearer ")
+        .is_some_and(|given| constant_time_eq(given, token.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn route(shard: &Rc<Shard>, head: &RequestHead, body: Vec<u8>) -> Reply {
+    let path = head.path.as_str();
+    match (head.method, path) {
+        (Method::Get, "/healthz") => return Reply::text(200, "ok\n"),
+        (Method::Get, "/readyz") => {
+            return if shard.draining() {
+                Reply::text(503, "draining\n")
+            } else {
+                Reply::text(200, "ok\n")
+            }
+        }
+        _ => {}
+    }
+    if !authorized(shard, head) {
+        return Reply::text(401, "missing or wrong bearer token\n");
+    }
+    match (head.method, path) {
+        (Method::Get, "/") => {
+            let all = shard.gather_stats().await;
+            let total: crate::stats::ShardStats = ws2api_shards::stats::fold_all(&all);
+            return Reply::text(200, stats::render_reference(&total));
+        }
+        (Method::Get, "/metrics") => {
+            let all = shard.gather_stats().await;
+            return Reply {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: stats::render_prometheus(&all).into_bytes(),
+            };
+        }
+        _ => {}
+    }
+    let client = match head.client_id() {
+        Ok(client) => client,
+        Err(_) => return Reply::text(404, "not found\n"),
+    };
+    let owner = shard.owner_of(&client);
+    match head.method {
+        Method::Post => {
+            let binary = head
+                .header("content-type")
+                .is_some_and(|t| t.starts_with(b"application/octet-stream"));
+            let op = Op::Push {
+                client,
+                payload: body,
+                binary,
+            };
+            delivery_reply(shard.call(owner, op).await)
+        }
+        Method::Delete => {
+            let code = match close_code(head.query.as_deref()) {
+                Ok(code) => code,
+                Err(reason) => return Reply::text(400, format!("{reason}\n")),
+            };
+            delivery_reply(shard.call(owner, Op::Close { client, code }).await)
+        }
+        Method::Get => match shard.call(owner, Op::Info { client }).await {
+            Some(OpReply::Info(Some(json))) => Reply {
+                status: 200,
+                content_type: "application/json",
+                body: json.into_bytes(),
+            },
+            Some(_) => Reply::text(404, "not found\n"),
+            None => Reply::text(503, "owning shard did not answer\n"),
+        },
+        _ => Reply::text(405, "method not allowed\n"),
+    }
+}
+
+fn delivery_reply(reply: Option<OpReply>) -> Reply {
+    match reply {
+        Some(OpReply::Delivery(Delivery::Done)) => Reply::text(200, "ok\n"),
+        Some(OpReply::Delivery(Delivery::NotFound)) => Reply::text(404, "not found\n"),
+        Some(OpReply::Delivery(Delivery::Full)) => Reply::text(503, "send queue full\n"),
+        _ => Reply::text(503, "owning shard did not answer\n"),
+    }
+}
+
+/// The `code` of `DELETE /<ClientId>?code=N`: default 1000; must be one a server may send.
+fn close_code(query: Option<&str>) -> Result<u16, String> {
+    let Some(query) = query else { return Ok(1000) };
+    for pair in query.split('&') {
+        if let Some(value) = pair.strip_prefix("code=") {
+            let code: u16 = value
+                .parse()
+                .map_err(|_| format!("bad close code {value:?}"))?;
+            let allowed = matches!(code, 1000 | 1001 | 1008 | 1011 | 1012 | 1013 | 3000..=4999);
+            return if allowed {
+                Ok(code)
+            } else {
+                Err(format!(
+                    "close code {code} is not one a server may send (1000, 1001, 1008, 1011-1013, 3000-4999)"
+                ))
+            };
+        }
+    }
+    Ok(1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client_id::ClientId;
+
+    #[test]
+    fn close_codes_from_the_query() {
+        assert_eq!(close_code(None), Ok(1000));
+        assert_eq!(close_code(Some("code=4001")), Ok(4001));
+        assert_eq!(close_code(Some("x=1&code=1001")), Ok(1001));
+        assert!(close_code(Some("code=1005")).is_err());
+        assert!(close_code(Some("code=abc")).is_err());
+        assert!(close_code(Some("code=70000")).is_err());
+    }
+
+    #[test]
+    fn bearer_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+
+    #[test]
+    fn client_ids_are_owned_by_one_shard() {
+        let id = ClientId::parse(b"alice").unwrap();
+        assert_eq!(ws2api_shards::shard_of(id.as_bytes(), 2), 1);
+    }
+}

@@ -1,0 +1,79 @@
+//! The one message type that crosses shards.
+
+use ws2api_shards::Handoff;
+
+use crate::client_id::ClientId;
+use crate::stats::ShardStats;
+
+/// Everything one shard may ask of another. Plain data (`Send`): no `Rc`, no stream.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// An upgrade request whose ClientId this shard owns, with its socket and the bytes read so far.
+    Adopt(Handoff),
+    /// A request for the owner of a client (or for any shard's stats); answer with `Reply`.
+    Call {
+        /// The asking shard, where the reply goes.
+        from: usize,
+        /// The number the asker gave this call.
+        call: u64,
+        /// What to do.
+        op: Op,
+    },
+    /// The answer to a `Call`.
+    Reply {
+        /// The number of the call answered.
+        call: u64,
+        /// The answer.
+        reply: OpReply,
+    },
+}
+
+/// An operation the owning shard carries out.
+#[derive(Debug)]
+pub enum Op {
+    /// Queue `payload` to `client` (binary frame if `binary`).
+    Push {
+        /// The receiving client.
+        client: ClientId,
+        /// The message.
+        payload: Vec<u8>,
+        /// Binary frame instead of text.
+        binary: bool,
+    },
+    /// Close `client` with `code`.
+    Close {
+        /// The client to close.
+        client: ClientId,
+        /// The close code.
+        code: u16,
+    },
+    /// Describe `client`.
+    Info {
+        /// The client to describe.
+        client: ClientId,
+    },
+    /// This shard's counters.
+    Stats,
+}
+
+/// The outcome of an [`Op`].
+#[derive(Debug)]
+pub enum OpReply {
+    /// Outcome of a push or close.
+    Delivery(Delivery),
+    /// A client's description as JSON, if connected.
+    Info(Option<String>),
+    /// A shard's counters.
+    Stats(Box<ShardStats>),
+}
+
+/// What happened to a push or close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued (push) or closing (close).
+    Done,
+    /// No such client on its owning shard.
+    NotFound,
+    /// The client's outbound queue is full.
+    Full,
+}

@@ -1,0 +1,193 @@
+//! An accepted connection on its owning shard: runs the WebSocket loop, turns each
+//! message into a POST to the API server, and sends exactly one Disconnect at the end,
+//! whatever ended it.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::net::TcpStream;
+use ws2api_shards::Key;
+
+use super::tracker::Token;
+use super::Shard;
+use crate::api::{Answer, ApiError, ApiMethod, ApiRequest};
+use crate::ws::codec::WsDecoder;
+use crate::ws::connection::{self, Limits};
+use crate::ws::{Conn, Ended, Message};
+
+/// Tries of a Disconnect before it is counted as failed.
+pub const DISCONNECT_ATTEMPTS: u32 = 4;
+
+/// Pause before the first retry of a Disconnect; it doubles each time.
+const DISCONNECT_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Serves one accepted connection until it ends and its Disconnect is sent.
+pub async fn serve(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    conn: Rc<Conn>,
+    key: Key,
+    leftover: Vec<u8>,
+    _token: Token,
+) {
+    let decoder = WsDecoder::new(shard.config.max_message_size);
+    let limits = Limits {
+        max_inflight: shard.config.max_inflight_per_client,
+    };
+    let on_message = |conn: &Rc<Conn>, message: Message| post_message(&shard, conn, message);
+    let ended = connection::run(
+        &mut stream,
+        &conn,
+        decoder,
+        &leftover,
+        &shard.read_buf,
+        limits,
+        &on_message,
+    )
+    .await;
+    drop(leftover);
+    drop(stream);
+    shard.table.borrow_mut().remove(key);
+    shard.stats.borrow_mut().connections_closed += 1;
+    log::debug!(
+        "shard {}: {} ({}) ended: {} {}",
+        shard.id,
+        conn.client_id,
+        conn.conn_id,
+        ended.code,
+        ended.reason
+    );
+    disconnect(&shard, &conn, &ended).await;
+    conn.finish();
+}
+
+fn forwarded_for(peer: SocketAddr) -> String {
+    peer.ip().to_string()
+}
+
+/// Sends `message` to the API server in its own task; a non-empty 2xx answer goes
+/// back to the client.
+fn post_message(shard: &Rc<Shard>, conn: &Rc<Conn>, message: Message) {
+    shard.stats.borrow_mut().messages_in += 1;
+    let shard = shard.clone();
+    let conn = conn.clone();
+    glommio::spawn_local(async move {
+        let (body, content_type): (Vec<u8>, &[u8]) = match message {
+            Message::Text(body) => (body, b"text/plain; charset=utf-8"),
+            Message::Binary(body) => (body, b"application/octet-stream"),
+        };
+        let peer_ip = forwarded_for(conn.peer);
+        let headers: [(&str, &[u8]); 3] = [
+            ("Content-Type", content_type),
+            ("X-Connection-Id", conn.conn_id.as_bytes()),
+            ("X-Forwarded-For", peer_ip.as_bytes()),
+        ];
+        let request = ApiRequest {
+            method: ApiMethod::Post,
+            client_id: conn.client_id.as_str(),
+            query: None,
+            headers: &headers,
+            body: &body,
+        };
+        let answer = send_counted(&shard, &request).await;
+        match answer {
+            Ok(answer) if answer.status / 100 == 2 => {
+                if !answer.body.is_empty() {
+                    let binary = answer
+                        .header("content-type")
+                        .is_some_and(|t| t.starts_with(b"application/octet-stream"));
+                    if conn.send(&answer.body, binary, usize::MAX).is_ok() {
+                        shard.stats.borrow_mut().messages_out += 1;
+                    }
+                }
+            }
+            Ok(answer) => log::info!(
+                "shard {}: message from {} answered {}",
+                shard.id,
+                conn.client_id,
+                answer.status
+            ),
+            Err(e) => log::info!(
+                "shard {}: message from {} failed: {e}",
+                shard.id,
+                conn.client_id
+            ),
+        }
+        conn.message_done();
+    })
+    .detach();
+}
+
+/// Sends a request and counts it: started, then succeeded (2xx) or failed.
+async fn send_counted(shard: &Shard, request: &ApiRequest<'_>) -> Result<Answer, ApiError> {
+    shard.stats.borrow_mut().requests_started += 1;
+    let answer = shard.api.send(request).await;
+    let ok = matches!(&answer, Ok(a) if a.status / 100 == 2);
+    let mut stats = shard.stats.borrow_mut();
+    if ok {
+        stats.requests_succeeded += 1;
+    } else {
+        stats.requests_failed += 1;
+    }
+    answer
+}
+
+/// The Disconnect: `DELETE {api}{ClientId}` with the reason as body and
+/// `X-Close-Code`. Retried with backoff on failure or a 5xx; never dropped silently.
+async fn disconnect(shard: &Shard, conn: &Conn, ended: &Ended) {
+    let code = ended.code.to_string();
+    let peer_ip = forwarded_for(conn.peer);
+    let headers: [(&str, &[u8]); 4] = [
+        ("Content-Type", b"text/plain; charset=utf-8"),
+        ("X-Close-Code", code.as_bytes()),
+        ("X-Connection-Id", conn.conn_id.as_bytes()),
+        ("X-Forwarded-For", peer_ip.as_bytes()),
+    ];
+    let request = ApiRequest {
+        method: ApiMethod::Delete,
+        client_id: conn.client_id.as_str(),
+        query: None,
+        headers: &headers,
+        body: ended.reason.as_bytes(),
+    };
+    let mut backoff = DISCONNECT_BACKOFF;
+    for attempt in 1..=DISCONNECT_ATTEMPTS {
+        match send_counted(shard, &request).await {
+            Ok(answer) if answer.status < 500 => {
+                if answer.status / 100 != 2 {
+                    log::info!(
+                        "shard {}: disconnect of {} answered {}",
+                        shard.id,
+                        conn.client_id,
+                        answer.status
+                    );
+                }
+                return;
+            }
+            Ok(answer) => log::info!(
+                "shard {}: disconnect of {} answered {} (attempt {attempt})",
+                shard.id,
+                conn.client_id,
+                answer.status
+            ),
+            Err(ApiError::Closed) => break,
+            Err(e) => log::info!(
+                "shard {}: disconnect of {} failed (attempt {attempt}): {e}",
+                shard.id,
+                conn.client_id
+            ),
+        }
+        if attempt < DISCONNECT_ATTEMPTS {
+            glommio::timer::sleep(backoff).await;
+            backoff *= 2;
+        }
+    }
+    shard.stats.borrow_mut().disconnects_failed += 1;
+    log::warn!(
+        "shard {}: disconnect of {} ({}) lost after {DISCONNECT_ATTEMPTS} attempts",
+        shard.id,
+        conn.client_id,
+        conn.conn_id
+    );
+}

@@ -1,0 +1,440 @@
+//! The life of one WebSocket connection after its 101: read frames, hand messages
+//! on, write what others queued, and end with the reason the API server will hear.
+//!
+//! A [`Conn`] is the part others may touch (the shard's table holds an `Rc` of it):
+//! they queue frames (answers, pushes) or ask it to close, and wake its task. The
+//! task ([`run`]) owns the socket. It reads into the shard's read buffer, borrowed
+//! only inside one `poll` (glommio reads are a plain `recv`, so the kernel never holds
+//! the buffer), so an idle connection keeps no read buffer of its own; the decoder
+//! keeps only an incomplete frame. While `max_inflight` messages wait for the API
+//! server, the socket is not read at all: TCP backpressure reaches the client.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, SystemTime};
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use super::codec::{self, WsDecoder, WsError, WsEvent};
+use crate::client_id::ClientId;
+
+/// How long a closing connection waits for the peer's close frame or EOF.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// An outbound buffer that grew past this is released once written, so a burst
+/// does not stay resident in an idle connection.
+const KEEP_OUT_CAPACITY: usize = 4096;
+
+/// A complete message from the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message (valid UTF-8).
+    Text(Vec<u8>),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+/// How a connection ended: the code and reason the API server's Disconnect carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// The close code (the client's, ours, or 1006 when the socket just went away).
+    pub code: u16,
+    /// The client's close reason, or the cause (`EOF`, `replaced`, `shutdown`, ...).
+    pub reason: String,
+}
+
+impl Ended {
+    fn new(code: u16, reason: impl Into<String>) -> Ended {
+        Ended {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why a frame could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The connection is closing or gone.
+    Closed,
+    /// The outbound queue is over its bound.
+    Full,
+}
+
+/// The shared part of a connection: what the shard and its tasks may touch.
+#[derive(Debug)]
+pub struct Conn {
+    /// The client's name.
+    pub client_id: ClientId,
+    /// Unique per accepted connection; sent as `X-Connection-Id`.
+    pub conn_id: Box<str>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// When the 101 was sent.
+    pub connected_at: SystemTime,
+    out: RefCell<Vec<u8>>,
+    waker: RefCell<Option<Waker>>,
+    close: RefCell<Option<Ended>>,
+    closing: Cell<bool>,
+    inflight: Cell<usize>,
+    messages_in: Cell<u64>,
+    messages_out: Cell<u64>,
+    finished: Cell<bool>,
+    finish_waiters: RefCell<Vec<Waker>>,
+}
+
+impl Conn {
+    /// A new connection whose first outbound bytes are `first` (the 101 answer).
+    pub fn new(client_id: ClientId, conn_id: Box<str>, peer: SocketAddr, first: Vec<u8>) -> Conn {
+        Conn {
+            client_id,
+            conn_id,
+            peer,
+            connected_at: SystemTime::now(),
+            out: RefCell::new(first),
+            waker: RefCell::new(None),
+            close: RefCell::new(None),
+            closing: Cell::new(false),
+            inflight: Cell::new(0),
+            messages_in: Cell::new(0),
+            messages_out: Cell::new(0),
+            finished: Cell::new(false),
+            finish_waiters: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Queues one message (text or binary frame) to the client. `limit` bounds the
+    /// bytes already queued (pushes pass `--max-outbound-bytes`; answers to the
+    /// client's own messages pass `usize::MAX`).
+    pub fn send(&self, payload: &[u8], binary: bool, limit: usize) -> Result<(), PushError> {
+        if self.closing.get() {
+            return Err(PushError::Closed);
+        }
+        {
+            let mut out = self.out.borrow_mut();
+            if out.len() >= limit || limit - out.len() < payload.len() {
+                return Err(PushError::Full);
+            }
+            if binary {
+                codec::encode_binary(&mut out, payload);
+            } else {
+                codec::encode_text(&mut out, payload);
+            }
+        }
+        self.messages_out.set(self.messages_out.get() + 1);
+        self.wake();
+        Ok(())
+    }
+
+    /// Asks the connection to close with `code` and `reason` (sent to the client and
+    /// to the API server). The first request wins.
+    pub fn close(&self, code: u16, reason: &str) {
+        if self.closing.replace(true) {
+            return;
+        }
+        *self.close.borrow_mut() = Some(Ended::new(code, reason));
+        self.wake();
+    }
+
+    /// True once a close was asked for or the connection is gone.
+    pub fn is_closing(&self) -> bool {
+        self.closing.get()
+    }
+
+    /// Bytes queued for the client and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.out.borrow().len()
+    }
+
+    /// Messages received from the client.
+    pub fn messages_in(&self) -> u64 {
+        self.messages_in.get()
+    }
+
+    /// Messages sent to the client.
+    pub fn messages_out(&self) -> u64 {
+        self.messages_out.get()
+    }
+
+    /// Called when a message handed on by [`run`] has been fully dealt with (its API
+    /// request answered or failed): the connection may read again.
+    pub fn message_done(&self) {
+        self.inflight.set(self.inflight.get().saturating_sub(1));
+        self.wake();
+    }
+
+    /// Marks the connection finished (its Disconnect sent) and wakes whoever waits in
+    /// [`Conn::finished`].
+    pub fn finish(&self) {
+        self.closing.set(true);
+        self.finished.set(true);
+        for waker in self.finish_waiters.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once [`Conn::finish`] was called.
+    pub fn finished(&self) -> impl Future<Output = ()> + '_ {
+        poll_fn(move |cx| {
+            if self.finished.get() {
+                Poll::Ready(())
+            } else {
+                self.finish_waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+    }
+
+    fn wake(&self) {
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    fn park(&self, cx: &Context<'_>) {
+        let mut slot = self.waker.borrow_mut();
+        match slot.as_ref() {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => *slot = Some(cx.waker().clone()),
+        }
+    }
+}
+
+/// What one wakeup of the connection produced.
+enum Step {
+    /// Bytes were decoded into events (possibly none).
+    Events,
+    /// The decoder rejected the input; events decoded before the error are kept.
+    Violation(WsError),
+    /// The peer closed the TCP stream.
+    Eof,
+    /// The socket failed.
+    Failed(io::Error),
+    /// Someone asked this connection to close.
+    CloseRequested(Ended),
+}
+
+/// Limits of the loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Messages handed on and not yet [`Conn::message_done`] before reading stops.
+    pub max_inflight: usize,
+}
+
+/// Runs the connection until it ends; returns how it ended. `initial` are bytes read
+/// before the 101 (the client may send frames right behind its request). Every
+/// complete message is passed to `on_message`, in order, at most
+/// `limits.max_inflight` at a time.
+pub async fn run(
+    stream: &mut TcpStream,
+    conn: &Rc<Conn>,
+    mut decoder: WsDecoder,
+    initial: &[u8],
+    read_buf: &RefCell<Vec<u8>>,
+    limits: Limits,
+    on_message: &dyn Fn(&Rc<Conn>, Message),
+) -> Ended {
+    let mut events = Vec::new();
+    let mut queue: VecDeque<Message> = VecDeque::new();
+    let mut violation = if initial.is_empty() {
+        None
+    } else {
+        decoder.decode(initial, &mut events).err()
+    };
+    loop {
+        for event in events.drain(..) {
+            match event {
+                WsEvent::Text(body) => queue.push_back(Message::Text(body)),
+                WsEvent::Binary(body) => queue.push_back(Message::Binary(body)),
+                WsEvent::Ping(payload) => codec::encode_pong(&mut conn.out.borrow_mut(), &payload),
+                WsEvent::Pong(_) => {}
+                WsEvent::Close(frame) => {
+                    conn.closing.set(true);
+                    let ended = match frame {
+                        Some((code, reason)) => {
+                            codec::encode_close(&mut conn.out.borrow_mut(), code, &reason);
+                            Ended::new(code, reason)
+                        }
+                        None => {
+                            // No status in the client's close: echo an empty close frame.
+                            conn.out.borrow_mut().extend_from_slice(&[0x88, 0x00]);
+                            Ended::new(1005, "")
+                        }
+                    };
+                    finish_close(stream, conn, false).await;
+                    return ended;
+                }
+            }
+        }
+        while conn.inflight.get() < limits.max_inflight {
+            let Some(message) = queue.pop_front() else {
+                break;
+            };
+            conn.inflight.set(conn.inflight.get() + 1);
+            conn.messages_in.set(conn.messages_in.get() + 1);
+            on_message(conn, message);
+        }
+        if let Some(error) = violation.take() {
+            return close_with(stream, conn, error.close_code(), &error.to_string()).await;
+        }
+        let queued = queue.len();
+        let step = poll_fn(|cx| {
+            poll_step(
+                cx,
+                stream,
+                conn,
+                &mut decoder,
+                read_buf,
+                &mut events,
+                (queued, limits.max_inflight),
+            )
+        })
+        .await;
+        match step {
+            Step::Events => {}
+            Step::Violation(error) => violation = Some(error),
+            Step::Eof => {
+                conn.closing.set(true);
+                return Ended::new(1006, "EOF");
+            }
+            Step::Failed(error) => {
+                conn.closing.set(true);
+                return Ended::new(1006, format!("error: {error}"));
+            }
+            Step::CloseRequested(ended) => {
+                return close_with(stream, conn, ended.code, &ended.reason).await;
+            }
+        }
+    }
+}
+
+/// One wakeup: write what is queued, notice a close request, hand on a queued
+/// message once an earlier one is done, or read when nothing waits.
+/// `(queued, max_inflight)`: messages waiting to be handed on, and the bound.
+fn poll_step(
+    cx: &mut Context<'_>,
+    stream: &mut TcpStream,
+    conn: &Conn,
+    decoder: &mut WsDecoder,
+    read_buf: &RefCell<Vec<u8>>,
+    events: &mut Vec<WsEvent>,
+    (queued, max_inflight): (usize, usize),
+) -> Poll<Step> {
+    {
+        let mut out = conn.out.borrow_mut();
+        while !out.is_empty() {
+            match Pin::new(&mut *stream).poll_write(cx, &out) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Step::Failed(io::ErrorKind::WriteZero.into()))
+                }
+                Poll::Ready(Ok(n)) => {
+                    out.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Step::Failed(e)),
+                Poll::Pending => break,
+            }
+        }
+        if out.is_empty() && out.capacity() > KEEP_OUT_CAPACITY {
+            *out = Vec::new();
+        }
+    }
+    if let Some(ended) = conn.close.borrow_mut().take() {
+        return Poll::Ready(Step::CloseRequested(ended));
+    }
+    let room = conn.inflight.get() < max_inflight;
+    if room && queued > 0 {
+        return Poll::Ready(Step::Events);
+    }
+    if room {
+        let mut buf = read_buf.borrow_mut();
+        match Pin::new(&mut *stream).poll_read(cx, &mut buf[..]) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Step::Eof),
+            Poll::Ready(Ok(n)) => {
+                return Poll::Ready(match decoder.decode(&buf[..n], events) {
+                    Ok(()) => Step::Events,
+                    Err(error) => Step::Violation(error),
+                })
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Step::Failed(e)),
+            Poll::Pending => {}
+        }
+    }
+    conn.park(cx);
+    Poll::Pending
+}
+
+/// Sends a close frame with `code` and `reason`, waits (bounded) for the peer to
+/// finish, and reports the connection as ended with them.
+async fn close_with(stream: &mut TcpStream, conn: &Conn, code: u16, reason: &str) -> Ended {
+    conn.closing.set(true);
+    codec::encode_close(&mut conn.out.borrow_mut(), code, reason);
+    finish_close(stream, conn, true).await;
+    Ended::new(code, reason)
+}
+
+/// Writes what is queued (the close frame last), then half-closes and, if we started
+/// the close, drains the peer's remaining bytes until EOF so that our close frame is
+/// not lost to a reset. Bounded by [`CLOSE_GRACE`].
+async fn finish_close(stream: &mut TcpStream, conn: &Conn, drain: bool) {
+    let out = std::mem::take(&mut *conn.out.borrow_mut());
+    let work = async {
+        stream.write_all(&out).await?;
+        stream.flush().await?;
+        stream.shutdown(std::net::Shutdown::Write).await?;
+        if drain {
+            let mut sink = [0u8; 512];
+            while stream.read(&mut sink).await? > 0 {}
+        }
+        Ok::<(), io::Error>(())
+    };
+    let _ = glommio::timer::timeout(CLOSE_GRACE, async { Ok(work.await) }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Conn {
+        Conn::new(
+            ClientId::parse(b"alice").unwrap(),
+            "c1".into(),
+            "127.0.0.1:1".parse().unwrap(),
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn send_queues_a_frame_and_counts_it() {
+        let c = conn();
+        c.send(b"hi", false, usize::MAX).unwrap();
+        assert_eq!(c.queued_bytes(), 4);
+        assert_eq!(*c.out.borrow(), b"\x81\x02hi");
+        c.send(b"\x01", true, usize::MAX).unwrap();
+        assert_eq!(&c.out.borrow()[4..], b"\x82\x01\x01");
+        assert_eq!(c.messages_out(), 2);
+    }
+
+    #[test]
+    fn send_respects_the_outbound_bound() {
+        let c = conn();
+        c.send(&[b'x'; 10], false, 16).unwrap();
+        assert_eq!(c.send(&[b'x'; 10], false, 16), Err(PushError::Full));
+        assert_eq!(c.queued_bytes(), 12);
+    }
+
+    #[test]
+    fn nothing_is_queued_once_closing_and_the_first_close_wins() {
+        let c = conn();
+        c.close(4000, "replaced");
+        c.close(1001, "shutdown");
+        assert_eq!(c.send(b"late", false, usize::MAX), Err(PushError::Closed));
+        assert_eq!(*c.close.borrow(), Some(Ended::new(4000, "replaced")));
+    }
+}
