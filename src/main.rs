@@ -9,6 +9,15 @@ use ws2api::server::Gateway;
 
 fn main() -> ExitCode {
     let mut config = parse_args_or_exit();
+    for (flag, given) in [
+        ("cpuprofile", config.cpuprofile.is_some()),
+        ("memprofile", config.memprofile.is_some()),
+    ] {
+        if given {
+            eprintln!("ws2api: error: --{flag}: profiling is not available in this version");
+            return ExitCode::from(2);
+        }
+    }
     ws2api::logger::init(config.log_level.as_str());
 
     // Signals are taken by one thread with sigwait: block them before any thread starts.

@@ -146,6 +146,8 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, body: Vec<u8>) -> Reply {
         (Method::Get, "/readyz") => {
             return if shard.draining() {
                 Reply::text(503, "draining\n")
+            } else if shard.table.borrow().len() >= shard.connection_limit() {
+                Reply::text(503, "full: --max-connections reached\n")
             } else {
                 Reply::text(200, "ok\n")
             }

@@ -9,6 +9,7 @@
 pub mod control;
 pub mod msg;
 pub mod public;
+pub mod report;
 pub mod session;
 mod tracker;
 
@@ -26,7 +27,7 @@ use crate::api::{ApiPool, ApiTarget};
 use crate::client_id::ClientId;
 use crate::config::Config;
 use crate::stats::ShardStats;
-use crate::ws::{Conn, PushError};
+use crate::ws::{Conn, Liveness, PushError};
 pub use msg::{Delivery, Op, OpReply, ShardMsg};
 pub use tracker::Tracker;
 
@@ -312,6 +313,35 @@ impl Shard {
     }
 }
 
+/// Every `interval`, one liveness tick for every connection of the shard: O(1) per
+/// connection per tick, one timer per shard (no timer per socket).
+async fn liveness_sweep(shard: Rc<Shard>, interval: Duration) {
+    loop {
+        glommio::timer::sleep(interval).await;
+        if shard.draining() {
+            return;
+        }
+        let conns: Vec<Rc<Conn>> = shard
+            .table
+            .borrow()
+            .iter()
+            .map(|(_, _, conn)| conn.clone())
+            .collect();
+        let mut timed_out = 0u64;
+        for conn in conns {
+            if conn.liveness_tick() == Liveness::TimedOut {
+                timed_out += 1;
+            }
+        }
+        if timed_out > 0 {
+            log::info!(
+                "shard {}: {timed_out} connections silent for two ping intervals closed",
+                shard.id
+            );
+        }
+    }
+}
+
 /// What one shard is given at start.
 pub struct ShardStart {
     /// Shard index.
@@ -355,6 +385,15 @@ pub async fn run(start: ShardStart) {
         shard.clone(),
         listener::into_listener(control),
     ));
+    let liveness_task = config
+        .ping_interval
+        .map(|interval| glommio::spawn_local(liveness_sweep(shard.clone(), interval)));
+    let report_task = match config.stats_interval {
+        Some(interval) if id == 0 => {
+            Some(glommio::spawn_local(report::run(shard.clone(), interval)))
+        }
+        _ => None,
+    };
     let mut wakeups = match wakeup.listen() {
         Ok(w) => Some(w),
         Err(e) => {
@@ -389,6 +428,8 @@ pub async fn run(start: ShardStart) {
         );
     }
     drop(control_task);
+    drop(liveness_task);
+    drop(report_task);
     shard.api.close();
     shard.calls.abandon_all();
     shard.mesh.close();

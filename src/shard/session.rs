@@ -94,9 +94,19 @@ fn post_message(shard: &Rc<Shard>, conn: &Rc<Conn>, message: Message) {
         match answer {
             Ok(answer) if answer.status / 100 == 2 => {
                 if !answer.body.is_empty() {
-                    let binary = answer
+                    let octets = answer
                         .header("content-type")
                         .is_some_and(|t| t.starts_with(b"application/octet-stream"));
+                    // A text frame must carry UTF-8: anything else goes out as binary
+                    // rather than make the client fail the connection with 1007.
+                    let binary = octets || std::str::from_utf8(&answer.body).is_err();
+                    if binary && !octets {
+                        log::info!(
+                            "shard {}: answer to {} is not UTF-8; sent as a binary frame",
+                            shard.id,
+                            conn.client_id
+                        );
+                    }
                     if conn.send(&answer.body, binary, usize::MAX).is_ok() {
                         shard.stats.borrow_mut().messages_out += 1;
                     }

@@ -84,6 +84,7 @@ pub struct Conn {
     close: RefCell<Option<Ended>>,
     closing: Cell<bool>,
     inflight: Cell<usize>,
+    idle_ticks: Cell<u8>,
     messages_in: Cell<u64>,
     messages_out: Cell<u64>,
     finished: Cell<bool>,
@@ -103,6 +104,7 @@ impl Conn {
             close: RefCell::new(None),
             closing: Cell::new(false),
             inflight: Cell::new(0),
+            idle_ticks: Cell::new(0),
             messages_in: Cell::new(0),
             messages_out: Cell::new(0),
             finished: Cell::new(false),
@@ -170,6 +172,33 @@ impl Conn {
         self.wake();
     }
 
+    /// One liveness tick (the shard's sweep calls it every `--ping-interval`): a
+    /// connection that sent nothing since the last tick gets a ping; one that sent
+    /// nothing for two ticks is closed with cause `timeout`. A connection waiting on
+    /// the API server is not read, so it counts as alive.
+    pub fn liveness_tick(&self) -> Liveness {
+        if self.closing.get() {
+            return Liveness::Alive;
+        }
+        if self.inflight.get() > 0 {
+            self.idle_ticks.set(0);
+            return Liveness::Alive;
+        }
+        let ticks = self.idle_ticks.get().saturating_add(1);
+        self.idle_ticks.set(ticks);
+        match ticks {
+            1 => {
+                codec::encode_ping(&mut self.out.borrow_mut(), b"");
+                self.wake();
+                Liveness::Pinged
+            }
+            _ => {
+                self.close(1006, "timeout");
+                Liveness::TimedOut
+            }
+        }
+    }
+
     /// Marks the connection finished (its Disconnect sent) and wakes whoever waits in
     /// [`Conn::finished`].
     pub fn finish(&self) {
@@ -205,6 +234,17 @@ impl Conn {
             _ => *slot = Some(cx.waker().clone()),
         }
     }
+}
+
+/// What a liveness tick did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// The peer was heard from (or is waiting on the API server).
+    Alive,
+    /// Silent for one interval: pinged.
+    Pinged,
+    /// Silent for two intervals: closing with cause `timeout`.
+    TimedOut,
 }
 
 /// What one wakeup of the connection produced.
@@ -357,10 +397,11 @@ fn poll_step(
         match Pin::new(&mut *stream).poll_read(cx, &mut buf[..]) {
             Poll::Ready(Ok(0)) => return Poll::Ready(Step::Eof),
             Poll::Ready(Ok(n)) => {
+                conn.idle_ticks.set(0);
                 return Poll::Ready(match decoder.decode(&buf[..n], events) {
                     Ok(()) => Step::Events,
                     Err(error) => Step::Violation(error),
-                })
+                });
             }
             Poll::Ready(Err(e)) => return Poll::Ready(Step::Failed(e)),
             Poll::Pending => {}
@@ -372,10 +413,18 @@ fn poll_step(
 
 /// Sends a close frame with `code` and `reason`, waits (bounded) for the peer to
 /// finish, and reports the connection as ended with them.
+/// Codes 1005, 1006 and 1015 only report a close to the API server; they are never
+/// sent (RFC 6455 7.4.1): such a close (e.g. a peer silent past its pings) just ends
+/// the TCP connection.
 async fn close_with(stream: &mut TcpStream, conn: &Conn, code: u16, reason: &str) -> Ended {
     conn.closing.set(true);
-    codec::encode_close(&mut conn.out.borrow_mut(), code, reason);
-    finish_close(stream, conn, true).await;
+    if matches!(code, 1005 | 1006 | 1015) {
+        conn.out.borrow_mut().clear();
+        let _ = stream.shutdown(std::net::Shutdown::Both).await;
+    } else {
+        codec::encode_close(&mut conn.out.borrow_mut(), code, reason);
+        finish_close(stream, conn, true).await;
+    }
     Ended::new(code, reason)
 }
 
@@ -427,6 +476,25 @@ mod tests {
         c.send(&[b'x'; 10], false, 16).unwrap();
         assert_eq!(c.send(&[b'x'; 10], false, 16), Err(PushError::Full));
         assert_eq!(c.queued_bytes(), 12);
+    }
+
+    #[test]
+    fn a_silent_peer_is_pinged_then_timed_out() {
+        let c = conn();
+        assert_eq!(c.liveness_tick(), Liveness::Pinged);
+        assert_eq!(*c.out.borrow(), b"\x89\x00");
+        assert_eq!(c.liveness_tick(), Liveness::TimedOut);
+        assert_eq!(*c.close.borrow(), Some(Ended::new(1006, "timeout")));
+    }
+
+    #[test]
+    fn a_peer_waiting_on_the_api_is_alive() {
+        let c = conn();
+        c.inflight.set(1);
+        assert_eq!(c.liveness_tick(), Liveness::Alive);
+        assert_eq!(c.liveness_tick(), Liveness::Alive);
+        c.message_done();
+        assert_eq!(c.liveness_tick(), Liveness::Pinged);
     }
 
     #[test]
