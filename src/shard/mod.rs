@@ -313,9 +313,15 @@ impl Shard {
     }
 }
 
-/// Every `interval`, one liveness tick for every connection of the shard: O(1) per
+/// Sweep period when `--ping-interval` is off (the outbound-queue check still runs).
+const SWEEP_WITHOUT_PINGS: Duration = Duration::from_secs(30);
+
+/// Every interval, one liveness tick for every connection of the shard: O(1) per
 /// connection per tick, one timer per shard (no timer per socket).
-async fn liveness_sweep(shard: Rc<Shard>, interval: Duration) {
+async fn liveness_sweep(shard: Rc<Shard>) {
+    let ping = shard.config.ping_interval;
+    let interval = ping.unwrap_or(SWEEP_WITHOUT_PINGS);
+    let max_outbound = shard.config.max_outbound_bytes;
     loop {
         glommio::timer::sleep(interval).await;
         if shard.draining() {
@@ -327,15 +333,17 @@ async fn liveness_sweep(shard: Rc<Shard>, interval: Duration) {
             .iter()
             .map(|(_, _, conn)| conn.clone())
             .collect();
-        let mut timed_out = 0u64;
+        let (mut timed_out, mut stalled) = (0u64, 0u64);
         for conn in conns {
-            if conn.liveness_tick() == Liveness::TimedOut {
-                timed_out += 1;
+            match conn.liveness_tick(ping.is_some(), max_outbound) {
+                Liveness::TimedOut => timed_out += 1,
+                Liveness::Stalled => stalled += 1,
+                Liveness::Alive | Liveness::Pinged => {}
             }
         }
-        if timed_out > 0 {
+        if timed_out + stalled > 0 {
             log::info!(
-                "shard {}: {timed_out} connections silent for two ping intervals closed",
+                "shard {}: closed {timed_out} connections silent for two ping intervals, {stalled} not reading their queue",
                 shard.id
             );
         }
@@ -385,9 +393,7 @@ pub async fn run(start: ShardStart) {
         shard.clone(),
         listener::into_listener(control),
     ));
-    let liveness_task = config
-        .ping_interval
-        .map(|interval| glommio::spawn_local(liveness_sweep(shard.clone(), interval)));
+    let liveness_task = glommio::spawn_local(liveness_sweep(shard.clone()));
     let report_task = match config.stats_interval {
         Some(interval) if id == 0 => {
             Some(glommio::spawn_local(report::run(shard.clone(), interval)))

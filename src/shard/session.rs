@@ -14,13 +14,15 @@ use super::Shard;
 use crate::api::{Answer, ApiError, ApiMethod, ApiRequest};
 use crate::ws::codec::WsDecoder;
 use crate::ws::connection::{self, Limits};
-use crate::ws::{Conn, Ended, Message};
+use crate::ws::{Conn, Ended, Message, PushError};
 
-/// Tries of a Disconnect before it is counted as failed.
-pub const DISCONNECT_ATTEMPTS: u32 = 4;
+/// Tries of a Disconnect before it is counted as failed: with the backoff below they
+/// span about 16 s, enough for an API server to restart.
+pub const DISCONNECT_ATTEMPTS: u32 = 8;
 
-/// Pause before the first retry of a Disconnect; it doubles each time.
+/// Pause before the first retry of a Disconnect; it doubles each time up to the cap.
 const DISCONNECT_BACKOFF: Duration = Duration::from_millis(200);
+const DISCONNECT_BACKOFF_CAP: Duration = Duration::from_secs(5);
 
 /// Serves one accepted connection until it ends and its Disconnect is sent.
 pub async fn serve(
@@ -107,8 +109,11 @@ fn post_message(shard: &Rc<Shard>, conn: &Rc<Conn>, message: Message) {
                             conn.client_id
                         );
                     }
-                    if conn.send(&answer.body, binary, usize::MAX).is_ok() {
-                        shard.stats.borrow_mut().messages_out += 1;
+                    match conn.send(&answer.body, binary, shard.config.max_outbound_bytes) {
+                        Ok(()) => shard.stats.borrow_mut().messages_out += 1,
+                        // It keeps sending but reads nothing: its answers cannot go anywhere.
+                        Err(PushError::Full) => conn.close(1008, "send queue full"),
+                        Err(PushError::Closed) => {}
                     }
                 }
             }
@@ -190,7 +195,7 @@ async fn disconnect(shard: &Shard, conn: &Conn, ended: &Ended) {
         }
         if attempt < DISCONNECT_ATTEMPTS {
             glommio::timer::sleep(backoff).await;
-            backoff *= 2;
+            backoff = (backoff * 2).min(DISCONNECT_BACKOFF_CAP);
         }
     }
     shard.stats.borrow_mut().disconnects_failed += 1;

@@ -85,6 +85,7 @@ pub struct Conn {
     closing: Cell<bool>,
     inflight: Cell<usize>,
     idle_ticks: Cell<u8>,
+    stalled: Cell<bool>,
     messages_in: Cell<u64>,
     messages_out: Cell<u64>,
     finished: Cell<bool>,
@@ -105,6 +106,7 @@ impl Conn {
             closing: Cell::new(false),
             inflight: Cell::new(0),
             idle_ticks: Cell::new(0),
+            stalled: Cell::new(false),
             messages_in: Cell::new(0),
             messages_out: Cell::new(0),
             finished: Cell::new(false),
@@ -112,16 +114,17 @@ impl Conn {
         }
     }
 
-    /// Queues one message (text or binary frame) to the client. `limit` bounds the
-    /// bytes already queued (pushes pass `--max-outbound-bytes`; answers to the
-    /// client's own messages pass `usize::MAX`).
+    /// Queues one message (text or binary frame) to the client, unless the bytes
+    /// already queued plus this one would pass `limit` (`--max-outbound-bytes`); an
+    /// empty queue takes any one message.
     pub fn send(&self, payload: &[u8], binary: bool, limit: usize) -> Result<(), PushError> {
         if self.closing.get() {
             return Err(PushError::Closed);
         }
         {
             let mut out = self.out.borrow_mut();
-            if out.len() >= limit || limit - out.len() < payload.len() {
+            // An empty queue takes any one message (its size is bounded elsewhere).
+            if !out.is_empty() && out.len().saturating_add(payload.len()) > limit {
                 return Err(PushError::Full);
             }
             if binary {
@@ -172,12 +175,26 @@ impl Conn {
         self.wake();
     }
 
-    /// One liveness tick (the shard's sweep calls it every `--ping-interval`): a
-    /// connection that sent nothing since the last tick gets a ping; one that sent
-    /// nothing for two ticks is closed with cause `timeout`. A connection waiting on
-    /// the API server is not read, so it counts as alive.
-    pub fn liveness_tick(&self) -> Liveness {
+    /// One liveness tick (the shard's sweep calls it every `--ping-interval`). With
+    /// `ping`, a connection that sent nothing since the last tick gets a ping, and one
+    /// that sent nothing for two ticks is closed with cause `timeout`; a connection
+    /// waiting on the API server is not read, so it counts as alive. A connection
+    /// whose outbound queue was at `max_outbound` at two ticks in a row reads
+    /// nothing: it is closed with 1008.
+    pub fn liveness_tick(&self, ping: bool, max_outbound: usize) -> Liveness {
         if self.closing.get() {
+            return Liveness::Alive;
+        }
+        if self.out.borrow().len() >= max_outbound {
+            // Full at the last push and still full a tick later: the client reads nothing.
+            if self.stalled.replace(true) {
+                self.close(1008, "send queue full");
+                return Liveness::Stalled;
+            }
+        } else {
+            self.stalled.set(false);
+        }
+        if !ping {
             return Liveness::Alive;
         }
         if self.inflight.get() > 0 {
@@ -245,6 +262,8 @@ pub enum Liveness {
     Pinged,
     /// Silent for two intervals: closing with cause `timeout`.
     TimedOut,
+    /// Its outbound queue stayed full: closing with 1008.
+    Stalled,
 }
 
 /// What one wakeup of the connection produced.
@@ -422,7 +441,14 @@ async fn close_with(stream: &mut TcpStream, conn: &Conn, code: u16, reason: &str
         conn.out.borrow_mut().clear();
         let _ = stream.shutdown(std::net::Shutdown::Both).await;
     } else {
-        codec::encode_close(&mut conn.out.borrow_mut(), code, reason);
+        {
+            let mut out = conn.out.borrow_mut();
+            if code == 1008 {
+                // The queue is what the client would not read: drop it, send only the close.
+                out.clear();
+            }
+            codec::encode_close(&mut out, code, reason);
+        }
         finish_close(stream, conn, true).await;
     }
     Ended::new(code, reason)
@@ -481,9 +507,9 @@ mod tests {
     #[test]
     fn a_silent_peer_is_pinged_then_timed_out() {
         let c = conn();
-        assert_eq!(c.liveness_tick(), Liveness::Pinged);
+        assert_eq!(c.liveness_tick(true, 1024), Liveness::Pinged);
         assert_eq!(*c.out.borrow(), b"\x89\x00");
-        assert_eq!(c.liveness_tick(), Liveness::TimedOut);
+        assert_eq!(c.liveness_tick(true, 1024), Liveness::TimedOut);
         assert_eq!(*c.close.borrow(), Some(Ended::new(1006, "timeout")));
     }
 
@@ -491,10 +517,39 @@ mod tests {
     fn a_peer_waiting_on_the_api_is_alive() {
         let c = conn();
         c.inflight.set(1);
-        assert_eq!(c.liveness_tick(), Liveness::Alive);
-        assert_eq!(c.liveness_tick(), Liveness::Alive);
+        assert_eq!(c.liveness_tick(true, 1024), Liveness::Alive);
+        assert_eq!(c.liveness_tick(true, 1024), Liveness::Alive);
         c.message_done();
-        assert_eq!(c.liveness_tick(), Liveness::Pinged);
+        assert_eq!(c.liveness_tick(true, 1024), Liveness::Pinged);
+    }
+
+    #[test]
+    fn without_pings_a_silent_peer_stays() {
+        let c = conn();
+        for _ in 0..5 {
+            assert_eq!(c.liveness_tick(false, 1024), Liveness::Alive);
+        }
+        assert_eq!(c.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_queue_full_at_two_ticks_closes_with_1008() {
+        let c = conn();
+        c.send(&[b'x'; 20], false, 64).unwrap();
+        assert_eq!(c.liveness_tick(false, 16), Liveness::Alive);
+        assert_eq!(c.liveness_tick(false, 16), Liveness::Stalled);
+        assert_eq!(*c.close.borrow(), Some(Ended::new(1008, "send queue full")));
+    }
+
+    #[test]
+    fn a_queue_that_drains_between_ticks_is_not_stalled() {
+        let c = conn();
+        c.send(&[b'x'; 20], false, 64).unwrap();
+        assert_eq!(c.liveness_tick(false, 16), Liveness::Alive);
+        c.out.borrow_mut().clear();
+        assert_eq!(c.liveness_tick(false, 16), Liveness::Alive);
+        c.send(&[b'x'; 20], false, 64).unwrap();
+        assert_eq!(c.liveness_tick(false, 16), Liveness::Alive);
     }
 
     #[test]
