@@ -42,3 +42,78 @@ pub fn init(level: &str) {
         log::set_max_level(filter);
     }
 }
+
+/// A shard-local limit on how often one kind of event is logged: at most `burst` lines
+/// per `window`; the rest are counted, and the next line that passes says how many
+/// were suppressed.
+pub struct RateLimited {
+    window: std::time::Duration,
+    burst: u32,
+    window_start: std::cell::Cell<Option<std::time::Instant>>,
+    in_window: std::cell::Cell<u32>,
+    suppressed: std::cell::Cell<u64>,
+}
+
+impl RateLimited {
+    /// At most `burst` lines per `window`.
+    pub const fn new(burst: u32, window: std::time::Duration) -> RateLimited {
+        RateLimited {
+            window,
+            burst,
+            window_start: std::cell::Cell::new(None),
+            in_window: std::cell::Cell::new(0),
+            suppressed: std::cell::Cell::new(0),
+        }
+    }
+
+    /// `Some(suppressed since the last line)` if this event may be logged now.
+    pub fn allow(&self, now: std::time::Instant) -> Option<u64> {
+        let fresh = match self.window_start.get() {
+            Some(start) => now.duration_since(start) >= self.window,
+            None => true,
+        };
+        if fresh {
+            self.window_start.set(Some(now));
+            self.in_window.set(0);
+        }
+        if self.in_window.get() < self.burst {
+            self.in_window.set(self.in_window.get() + 1);
+            Some(self.suppressed.replace(0))
+        } else {
+            self.suppressed.set(self.suppressed.get() + 1);
+            None
+        }
+    }
+}
+
+/// Logs at `level` through a [`RateLimited`], appending the count of suppressed lines.
+#[macro_export]
+macro_rules! log_limited {
+    ($limit:expr, $level:expr, $($arg:tt)+) => {
+        if let Some(suppressed) = $limit.allow(std::time::Instant::now()) {
+            if suppressed > 0 {
+                log::log!($level, "{} ({suppressed} similar suppressed)", format_args!($($arg)+));
+            } else {
+                log::log!($level, $($arg)+);
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_burst_passes_then_the_rest_is_counted() {
+        let limit = RateLimited::new(2, Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert_eq!(limit.allow(t0), Some(0));
+        assert_eq!(limit.allow(t0), Some(0));
+        assert_eq!(limit.allow(t0), None);
+        assert_eq!(limit.allow(t0 + Duration::from_millis(500)), None);
+        assert_eq!(limit.allow(t0 + Duration::from_secs(1)), Some(2));
+        assert_eq!(limit.allow(t0 + Duration::from_secs(1)), Some(0));
+    }
+}

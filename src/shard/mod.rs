@@ -26,6 +26,7 @@ use ws2api_shards::{listener, shard_of, Calls, MeshPlan, MeshSender, Table};
 use crate::api::{ApiPool, ApiTarget};
 use crate::client_id::ClientId;
 use crate::config::Config;
+use crate::logger::RateLimited;
 use crate::stats::ShardStats;
 use crate::ws::{Conn, Liveness, PushError};
 pub use msg::{Delivery, Op, OpReply, ShardMsg};
@@ -70,6 +71,8 @@ pub struct Shard {
     pub read_buf: RefCell<Vec<u8>>,
     /// Handshakes and connections alive, for the orderly stop.
     pub tracker: Tracker,
+    /// Bounds the log lines about failed requests to the API server.
+    pub upstream_log: RateLimited,
     draining: Cell<bool>,
     /// Closed when the shard starts draining: accept loops wait on it to stop.
     stopping: Semaphore,
@@ -100,6 +103,7 @@ impl Shard {
             calls: Calls::default(),
             read_buf: RefCell::new(vec![0; READ_BUFFER]),
             tracker: Tracker::default(),
+            upstream_log: RateLimited::new(10, Duration::from_secs(1)),
             draining: Cell::new(false),
             stopping: Semaphore::new(0),
             conn_seq: Cell::new(0),

@@ -146,7 +146,9 @@ pub async fn upgrade(
         Ok(protocol) => protocol,
         Err(error) => {
             if error.side() == crate::error::Side::Upstream {
-                log::info!(
+                crate::log_limited!(
+                    shard.upstream_log,
+                    log::Level::Warn,
                     "shard {}: connect {client} from {peer} refused: {error}",
                     shard.id
                 );

@@ -117,13 +117,17 @@ fn post_message(shard: &Rc<Shard>, conn: &Rc<Conn>, message: Message) {
                     }
                 }
             }
-            Ok(answer) => log::info!(
+            Ok(answer) => crate::log_limited!(
+                shard.upstream_log,
+                log::Level::Warn,
                 "shard {}: message from {} answered {}",
                 shard.id,
                 conn.client_id,
                 answer.status
             ),
-            Err(e) => log::info!(
+            Err(e) => crate::log_limited!(
+                shard.upstream_log,
+                log::Level::Warn,
                 "shard {}: message from {} failed: {e}",
                 shard.id,
                 conn.client_id
@@ -180,14 +184,18 @@ async fn disconnect(shard: &Shard, conn: &Conn, ended: &Ended) {
                 }
                 return;
             }
-            Ok(answer) => log::info!(
+            Ok(answer) => crate::log_limited!(
+                shard.upstream_log,
+                log::Level::Warn,
                 "shard {}: disconnect of {} answered {} (attempt {attempt})",
                 shard.id,
                 conn.client_id,
                 answer.status
             ),
             Err(ApiError::Closed) => break,
-            Err(e) => log::info!(
+            Err(e) => crate::log_limited!(
+                shard.upstream_log,
+                log::Level::Warn,
                 "shard {}: disconnect of {} failed (attempt {attempt}): {e}",
                 shard.id,
                 conn.client_id
