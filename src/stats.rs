@@ -1,11 +1,111 @@
 //! Per-shard counters, kept by each shard alone and added up only when asked.
 //!
 //! The five reference counters keep the names of the reference implementation, so
-//! dashboards built for it keep working; the rest are per-shard gauges and counters.
+//! dashboards built for it keep working; the rest are per-shard gauges, counters and
+//! latency histograms (hdrhistogram, 2 significant digits, microseconds).
 
 use std::fmt::Write;
+use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use ws2api_shards::Fold;
+
+/// Highest latency a histogram tells apart (longer ones are recorded as this).
+const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// One latency distribution, in microseconds.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    histogram: Histogram<u64>,
+    sum_us: u64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            histogram: Histogram::new_with_bounds(1, MAX_LATENCY_US, 2)
+                .expect("static histogram bounds are valid"),
+            sum_us: 0,
+        }
+    }
+}
+
+impl PartialEq for Latency {
+    fn eq(&self, other: &Self) -> bool {
+        self.sum_us == other.sum_us && self.histogram == other.histogram
+    }
+}
+
+impl Eq for Latency {}
+
+impl Latency {
+    /// Records one observation.
+    pub fn record(&mut self, elapsed: Duration) {
+        let us = (elapsed.as_micros() as u64).clamp(1, MAX_LATENCY_US);
+        self.histogram.saturating_record(us);
+        self.sum_us += us;
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.histogram.len()
+    }
+
+    /// The value at quantile `q` (0..=1), in microseconds; 0 when empty.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        if self.histogram.is_empty() {
+            0
+        } else {
+            self.histogram.value_at_quantile(q)
+        }
+    }
+
+    /// Sum of every observation, in microseconds.
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us
+    }
+
+    /// The observations made since `before` (an earlier snapshot of this one).
+    pub fn since(&self, before: &Latency) -> Latency {
+        let mut delta = self.clone();
+        if delta.histogram.subtract(&before.histogram).is_err() {
+            return self.clone();
+        }
+        delta.sum_us = self.sum_us.saturating_sub(before.sum_us);
+        delta
+    }
+
+    fn fold(&mut self, other: &Latency) {
+        // Same bounds on both sides: addition cannot fail.
+        let _ = self.histogram.add(&other.histogram);
+        self.sum_us += other.sum_us;
+    }
+}
+
+/// The latency distributions one shard keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Latencies {
+    /// API server requests for Connect (GET).
+    pub connect: Latency,
+    /// API server requests for Message (POST).
+    pub message: Latency,
+    /// API server requests for Disconnect (DELETE), each attempt.
+    pub disconnect: Latency,
+    /// A push, from its control request arriving to its frame queued on the owner.
+    pub push: Latency,
+    /// One hop over the mesh, from send to the receiving shard's handler.
+    pub hop: Latency,
+}
+
+impl Latencies {
+    fn fold(&mut self, o: &Latencies) {
+        self.connect.fold(&o.connect);
+        self.message.fold(&o.message);
+        self.disconnect.fold(&o.disconnect);
+        self.push.fold(&o.push);
+        self.hop.fold(&o.hop);
+    }
+}
 
 /// One shard's counters. Plain numbers: the shard that owns them is the only writer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,6 +138,18 @@ pub struct ShardStats {
     pub disconnects_failed: u64,
     /// Upgrades refused (any status but 101).
     pub upgrades_refused: u64,
+    /// Bytes of WebSocket messages received from clients.
+    pub bytes_in: u64,
+    /// Bytes of WebSocket messages queued to clients.
+    pub bytes_out: u64,
+    /// Closes by code (close code → count), reported to the API server.
+    pub closes: std::collections::BTreeMap<u16, u64>,
+    /// Requests to the API server in flight now (gauge).
+    pub requests_in_flight: u64,
+    /// Connections to the API server open now (gauge, filled in when a snapshot is taken).
+    pub api_connections: u64,
+    /// Latency distributions.
+    pub latency: Latencies,
 }
 
 impl ShardStats {
@@ -64,6 +176,14 @@ impl Fold for ShardStats {
         self.forwards += o.forwards;
         self.disconnects_failed += o.disconnects_failed;
         self.upgrades_refused += o.upgrades_refused;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        for (code, count) in &o.closes {
+            *self.closes.entry(*code).or_default() += count;
+        }
+        self.requests_in_flight += o.requests_in_flight;
+        self.api_connections += o.api_connections;
+        self.latency.fold(&o.latency);
     }
 }
 
@@ -79,12 +199,15 @@ pub fn render_reference(total: &ShardStats) -> String {
     )
 }
 
+/// Quantiles every latency summary reports.
+pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
+
 /// Prometheus text exposition of every shard's counters (control `GET /metrics`).
-/// The reference counters appear as process totals under their own names, then per
-/// shard with a `shard` label under `ws2api_` names.
+/// The reference counters appear as process totals under their own names; the rest
+/// per shard with a `shard` label under `ws2api_` names.
 pub fn render_prometheus(shards: &[ShardStats]) -> String {
     let total: ShardStats = ws2api_shards::stats::fold_all(shards);
-    let mut out = String::with_capacity(4096);
+    let mut out = String::with_capacity(8192);
     let reference: [(&str, &str, u64); 5] = [
         (
             "connections_opened",
@@ -119,7 +242,7 @@ pub fn render_prometheus(shards: &[ShardStats]) -> String {
         );
     }
     type Getter = fn(&ShardStats) -> u64;
-    let per_shard: [(&str, &str, &str, Getter); 9] = [
+    let per_shard: [(&str, &str, &str, Getter); 11] = [
         (
             "ws2api_connections_active",
             "gauge",
@@ -135,38 +258,50 @@ pub fn render_prometheus(shards: &[ShardStats]) -> String {
         (
             "ws2api_messages_out_total",
             "counter",
-            "Messages sent to clients.",
+            "Messages sent to clients (answers and pushes).",
             |s| s.messages_out,
         ),
         (
-            "ws2api_pushes_ok_total",
+            "ws2api_bytes_in_total",
             "counter",
-            "Pushes queued to a client.",
-            |s| s.pushes_ok,
+            "Bytes of messages received from clients.",
+            |s| s.bytes_in,
         ),
         (
-            "ws2api_pushes_not_found_total",
+            "ws2api_bytes_out_total",
             "counter",
-            "Pushes to a client not connected.",
-            |s| s.pushes_not_found,
+            "Bytes of messages queued to clients.",
+            |s| s.bytes_out,
         ),
         (
-            "ws2api_pushes_queue_full_total",
-            "counter",
-            "Pushes refused because the client's queue was full.",
-            |s| s.pushes_full,
+            "ws2api_api_requests_in_flight",
+            "gauge",
+            "Requests to the API server waiting for an answer.",
+            |s| s.requests_in_flight,
+        ),
+        (
+            "ws2api_api_connections",
+            "gauge",
+            "Connections to the API server open now.",
+            |s| s.api_connections,
         ),
         (
             "ws2api_handoffs_total",
             "counter",
-            "Upgrades handed to their owning shard.",
+            "Upgrades accepted here and handed to their owning shard.",
             |s| s.handoffs,
         ),
         (
             "ws2api_forwards_total",
             "counter",
-            "Control requests forwarded to their owning shard.",
+            "Requests forwarded to the owning shard.",
             |s| s.forwards,
+        ),
+        (
+            "ws2api_upgrades_refused_total",
+            "counter",
+            "Upgrade requests answered with an error status.",
+            |s| s.upgrades_refused,
         ),
         (
             "ws2api_disconnects_failed_total",
@@ -181,7 +316,87 @@ pub fn render_prometheus(shards: &[ShardStats]) -> String {
             let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", get(stats));
         }
     }
+    let name = "ws2api_pushes_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Pushes through the control listener, by outcome.\n# TYPE {name} counter"
+    );
+    for (shard, stats) in shards.iter().enumerate() {
+        for (outcome, value) in [
+            ("ok", stats.pushes_ok),
+            ("not_found", stats.pushes_not_found),
+            ("queue_full", stats.pushes_full),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}{{shard=\"{shard}\",outcome=\"{outcome}\"}} {value}"
+            );
+        }
+    }
+    let name = "ws2api_closes_total";
+    let _ = writeln!(out, "# HELP {name} Ended connections, by the close code reported to the API server.\n# TYPE {name} counter");
+    for (shard, stats) in shards.iter().enumerate() {
+        for (code, value) in &stats.closes {
+            let _ = writeln!(out, "{name}{{shard=\"{shard}\",code=\"{code}\"}} {value}");
+        }
+    }
+    let name = "ws2api_api_request_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time of requests to the API server, by event.\n# TYPE {name} summary"
+    );
+    for (shard, stats) in shards.iter().enumerate() {
+        let l = &stats.latency;
+        for (event, latency) in [
+            ("connect", &l.connect),
+            ("message", &l.message),
+            ("disconnect", &l.disconnect),
+        ] {
+            summary(
+                &mut out,
+                name,
+                &format!("shard=\"{shard}\",event=\"{event}\""),
+                latency,
+            );
+        }
+    }
+    let summaries: [(&str, &str, fn(&Latencies) -> &Latency); 2] = [
+        (
+            "ws2api_push_delivery_seconds",
+            "Time from a push request arriving to its frame queued on the owning shard.",
+            |l| &l.push,
+        ),
+        (
+            "ws2api_mesh_hop_seconds",
+            "Time of one message between shards.",
+            |l| &l.hop,
+        ),
+    ];
+    for (name, help, get) in summaries {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
+        for (shard, stats) in shards.iter().enumerate() {
+            summary(
+                &mut out,
+                name,
+                &format!("shard=\"{shard}\""),
+                get(&stats.latency),
+            );
+        }
+    }
     out
+}
+
+fn summary(out: &mut String, name: &str, labels: &str, latency: &Latency) {
+    for q in QUANTILES {
+        let seconds = latency.quantile_us(q) as f64 / 1e6;
+        let _ = writeln!(out, "{name}{{{labels},quantile=\"{q}\"}} {seconds}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_sum{{{labels}}} {}",
+        latency.sum_us() as f64 / 1e6
+    );
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", latency.count());
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! out by the shard that owns it and answered after the owner acted.
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use futures_lite::AsyncWriteExt;
 use glommio::net::{TcpListener, TcpStream};
@@ -140,6 +141,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn route(shard: &Rc<Shard>, head: &RequestHead, body: Vec<u8>) -> Reply {
+    let received = Instant::now();
     let path = head.path.as_str();
     match (head.method, path) {
         (Method::Get, "/healthz") => return Reply::text(200, "ok\n"),
@@ -187,6 +189,7 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, body: Vec<u8>) -> Reply {
                 client,
                 payload: body,
                 binary,
+                received,
             };
             delivery_reply(shard.call(owner, op).await)
         }

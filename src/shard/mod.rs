@@ -17,13 +17,13 @@ use std::cell::{Cell, RefCell};
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use glommio::sync::Semaphore;
 use ws2api_shards::wake::Wakeup;
 use ws2api_shards::{listener, shard_of, Calls, MeshPlan, MeshSender, Table};
 
-use crate::api::{ApiPool, ApiTarget};
+use crate::api::{Answer, ApiError, ApiMethod, ApiPool, ApiRequest, ApiTarget};
 use crate::client_id::ClientId;
 use crate::config::Config;
 use crate::logger::RateLimited;
@@ -111,6 +111,34 @@ impl Shard {
         }
     }
 
+    /// Sends one request to the API server and counts it: started, in flight, its
+    /// time by event (the method tells Connect, Message and Disconnect apart), then
+    /// succeeded (2xx) or failed.
+    pub async fn api_request(&self, request: &ApiRequest<'_>) -> Result<Answer, ApiError> {
+        {
+            let mut stats = self.stats.borrow_mut();
+            stats.requests_started += 1;
+            stats.requests_in_flight += 1;
+        }
+        let started = Instant::now();
+        let answer = self.api.send(request).await;
+        let elapsed = started.elapsed();
+        let mut stats = self.stats.borrow_mut();
+        stats.requests_in_flight -= 1;
+        if matches!(&answer, Ok(a) if a.status / 100 == 2) {
+            stats.requests_succeeded += 1;
+        } else {
+            stats.requests_failed += 1;
+        }
+        let latency = &mut stats.latency;
+        match request.method {
+            ApiMethod::Get => latency.connect.record(elapsed),
+            ApiMethod::Post => latency.message.record(elapsed),
+            ApiMethod::Delete => latency.disconnect.record(elapsed),
+        }
+        answer
+    }
+
     /// The shard that owns `client`.
     pub fn owner_of(&self, client: &ClientId) -> usize {
         shard_of(client.as_bytes(), self.count)
@@ -145,6 +173,7 @@ impl Shard {
                 client,
                 payload,
                 binary,
+                received,
             } => {
                 let conn = self
                     .table
@@ -166,6 +195,8 @@ impl Shard {
                     Delivery::Done => {
                         stats.pushes_ok += 1;
                         stats.messages_out += 1;
+                        stats.bytes_out += payload.len() as u64;
+                        stats.latency.push.record(received.elapsed());
                     }
                     Delivery::NotFound => stats.pushes_not_found += 1,
                     Delivery::Full => stats.pushes_full += 1,
@@ -194,7 +225,11 @@ impl Shard {
                         .map(|(_, conn)| self.describe(conn)),
                 )
             }
-            Op::Stats => OpReply::Stats(Box::new(self.stats.borrow().clone())),
+            Op::Stats => {
+                let mut snapshot = self.stats.borrow().clone();
+                snapshot.api_connections = self.api.open_connections() as u64;
+                OpReply::Stats(Box::new(snapshot))
+            }
         }
     }
 
@@ -229,6 +264,7 @@ impl Shard {
             from: self.id,
             call,
             op,
+            sent: Instant::now(),
         };
         if self.mesh.send(to, msg).await.is_err() {
             self.calls.forget(call);
@@ -267,15 +303,27 @@ impl Shard {
                 })
                 .detach();
             }
-            ShardMsg::Call { from, call, op } => {
+            ShardMsg::Call {
+                from,
+                call,
+                op,
+                sent,
+            } => {
+                self.stats.borrow_mut().latency.hop.record(sent.elapsed());
                 let reply = self.execute(op);
                 let mesh = self.mesh.clone();
                 glommio::spawn_local(async move {
-                    let _ = mesh.send(from, ShardMsg::Reply { call, reply }).await;
+                    let reply = ShardMsg::Reply {
+                        call,
+                        reply,
+                        sent: Instant::now(),
+                    };
+                    let _ = mesh.send(from, reply).await;
                 })
                 .detach();
             }
-            ShardMsg::Reply { call, reply } => {
+            ShardMsg::Reply { call, reply, sent } => {
+                self.stats.borrow_mut().latency.hop.record(sent.elapsed());
                 self.calls.complete(call, reply);
             }
         }
@@ -296,24 +344,6 @@ impl Shard {
         for conn in conns {
             conn.close(1001, "shutdown");
         }
-    }
-
-    fn dump(&self) {
-        let stats = self.stats.borrow();
-        eprintln!(
-            "shard {}: connections {} opened {} closed {} messages in {} out {} requests started {} failed {} api-conns {} handoffs {} forwards {}",
-            self.id,
-            stats.active(),
-            stats.connections_opened,
-            stats.connections_closed,
-            stats.messages_in,
-            stats.messages_out,
-            stats.requests_started,
-            stats.requests_failed,
-            self.api.open_connections(),
-            stats.handoffs,
-            stats.forwards
-        );
     }
 }
 
@@ -404,6 +434,7 @@ pub async fn run(start: ShardStart) {
         }
         _ => None,
     };
+    let last_dump = Rc::new(RefCell::new((Instant::now(), Vec::new())));
     let mut wakeups = match wakeup.listen() {
         Ok(w) => Some(w),
         Err(e) => {
@@ -417,7 +448,10 @@ pub async fn run(start: ShardStart) {
             None => None,
         };
         match byte {
-            Some(wake_byte::DUMP) => shard.dump(),
+            Some(wake_byte::DUMP) if id == 0 => {
+                glommio::spawn_local(report::dump(shard.clone(), last_dump.clone())).detach();
+            }
+            Some(wake_byte::DUMP) => {}
             Some(wake_byte::STOP) | None => break,
             Some(_) => {}
         }

@@ -1,5 +1,7 @@
 //! The one message type that crosses shards.
 
+use std::time::Instant;
+
 use ws2api_shards::Handoff;
 
 use crate::client_id::ClientId;
@@ -18,6 +20,8 @@ pub enum ShardMsg {
         call: u64,
         /// What to do.
         op: Op,
+        /// When it was sent (for the hop latency).
+        sent: Instant,
     },
     /// The answer to a `Call`.
     Reply {
@@ -25,6 +29,8 @@ pub enum ShardMsg {
         call: u64,
         /// The answer.
         reply: OpReply,
+        /// When it was sent (for the hop latency).
+        sent: Instant,
     },
 }
 
@@ -39,6 +45,8 @@ pub enum Op {
         payload: Vec<u8>,
         /// Binary frame instead of text.
         binary: bool,
+        /// When the push request arrived (for the delivery latency).
+        received: Instant,
     },
     /// Close `client` with `code`.
     Close {

@@ -221,9 +221,8 @@ async fn connect_request(
         headers: &headers,
         body: b"",
     };
-    shard.stats.borrow_mut().requests_started += 1;
-    let answer = shard.api.send(&request).await;
-    let verdict = match answer {
+    let answer = shard.api_request(&request).await;
+    match answer {
         Err(e) => Err(Error::Api(e)),
         Ok(answer) if !(200..300).contains(&answer.status) => Err(Error::ApiStatus(answer.status)),
         Ok(answer) if answer.body != b"ok" => Err(Error::ApiRefused(
@@ -234,11 +233,5 @@ async fn connect_request(
             .and_then(|p| std::str::from_utf8(p).ok())
             .map(|p| p.trim().to_owned())
             .filter(|p| !p.is_empty())),
-    };
-    let mut stats = shard.stats.borrow_mut();
-    match &verdict {
-        Ok(_) | Err(Error::ApiRefused(_)) => stats.requests_succeeded += 1,
-        Err(_) => stats.requests_failed += 1,
     }
-    verdict
 }

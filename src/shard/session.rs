@@ -11,7 +11,7 @@ use ws2api_shards::Key;
 
 use super::tracker::Token;
 use super::Shard;
-use crate::api::{Answer, ApiError, ApiMethod, ApiRequest};
+use crate::api::{ApiError, ApiMethod, ApiRequest};
 use crate::ws::codec::WsDecoder;
 use crate::ws::connection::{self, Limits};
 use crate::ws::{Conn, Ended, Message, PushError};
@@ -51,7 +51,11 @@ pub async fn serve(
     drop(leftover);
     drop(stream);
     shard.table.borrow_mut().remove(key);
-    shard.stats.borrow_mut().connections_closed += 1;
+    {
+        let mut stats = shard.stats.borrow_mut();
+        stats.connections_closed += 1;
+        *stats.closes.entry(ended.code).or_default() += 1;
+    }
     log::debug!(
         "shard {}: {} ({}) ended: {} {}",
         shard.id,
@@ -71,7 +75,13 @@ fn forwarded_for(peer: SocketAddr) -> String {
 /// Sends `message` to the API server in its own task; a non-empty 2xx answer goes
 /// back to the client.
 fn post_message(shard: &Rc<Shard>, conn: &Rc<Conn>, message: Message) {
-    shard.stats.borrow_mut().messages_in += 1;
+    {
+        let mut stats = shard.stats.borrow_mut();
+        stats.messages_in += 1;
+        stats.bytes_in += match &message {
+            Message::Text(body) | Message::Binary(body) => body.len() as u64,
+        };
+    }
     let shard = shard.clone();
     let conn = conn.clone();
     glommio::spawn_local(async move {
@@ -92,7 +102,7 @@ fn post_message(shard: &Rc<Shard>, conn: &Rc<Conn>, message: Message) {
             headers: &headers,
             body: &body,
         };
-        let answer = send_counted(&shard, &request).await;
+        let answer = shard.api_request(&request).await;
         match answer {
             Ok(answer) if answer.status / 100 == 2 => {
                 if !answer.body.is_empty() {
@@ -110,7 +120,11 @@ fn post_message(shard: &Rc<Shard>, conn: &Rc<Conn>, message: Message) {
                         );
                     }
                     match conn.send(&answer.body, binary, shard.config.max_outbound_bytes) {
-                        Ok(()) => shard.stats.borrow_mut().messages_out += 1,
+                        Ok(()) => {
+                            let mut stats = shard.stats.borrow_mut();
+                            stats.messages_out += 1;
+                            stats.bytes_out += answer.body.len() as u64;
+                        }
                         // It keeps sending but reads nothing: its answers cannot go anywhere.
                         Err(PushError::Full) => conn.close(1008, "send queue full"),
                         Err(PushError::Closed) => {}
@@ -138,20 +152,6 @@ fn post_message(shard: &Rc<Shard>, conn: &Rc<Conn>, message: Message) {
     .detach();
 }
 
-/// Sends a request and counts it: started, then succeeded (2xx) or failed.
-async fn send_counted(shard: &Shard, request: &ApiRequest<'_>) -> Result<Answer, ApiError> {
-    shard.stats.borrow_mut().requests_started += 1;
-    let answer = shard.api.send(request).await;
-    let ok = matches!(&answer, Ok(a) if a.status / 100 == 2);
-    let mut stats = shard.stats.borrow_mut();
-    if ok {
-        stats.requests_succeeded += 1;
-    } else {
-        stats.requests_failed += 1;
-    }
-    answer
-}
-
 /// The Disconnect: `DELETE {api}{ClientId}` with the reason as body and
 /// `X-Close-Code`. Retried with backoff on failure or a 5xx; never dropped silently.
 async fn disconnect(shard: &Shard, conn: &Conn, ended: &Ended) {
@@ -172,7 +172,7 @@ async fn disconnect(shard: &Shard, conn: &Conn, ended: &Ended) {
     };
     let mut backoff = DISCONNECT_BACKOFF;
     for attempt in 1..=DISCONNECT_ATTEMPTS {
-        match send_counted(shard, &request).await {
+        match shard.api_request(&request).await {
             Ok(answer) if answer.status < 500 => {
                 if answer.status / 100 != 2 {
                     log::info!(
