@@ -360,7 +360,8 @@ pub fn render_prometheus(shards: &[ShardStats]) -> String {
             );
         }
     }
-    let summaries: [(&str, &str, fn(&Latencies) -> &Latency); 2] = [
+    type Pick = fn(&Latencies) -> &Latency;
+    let summaries: [(&str, &str, Pick); 2] = [
         (
             "ws2api_push_delivery_seconds",
             "Time from a push request arriving to its frame queued on the owning shard.",
