@@ -41,6 +41,9 @@ pub enum Error {
     /// The gateway is draining and takes no new connections.
     #[error("gateway is shutting down")]
     Draining,
+    /// The shard holds its share of `--max-connections`.
+    #[error("--max-connections reached")]
+    Full,
     /// A request body over the allowed size.
     #[error("request body too large")]
     BodyTooLarge,
@@ -56,7 +59,7 @@ impl Error {
             Error::Request(_) | Error::HandshakeTimeout | Error::ClientIo(_) => Side::Client,
             Error::BodyTooLarge => Side::Client,
             Error::Api(_) | Error::ApiStatus(_) | Error::ApiRefused(_) => Side::Upstream,
-            Error::Draining | Error::Internal(_) => Side::Internal,
+            Error::Draining | Error::Full | Error::Internal(_) => Side::Internal,
         }
     }
 
@@ -73,7 +76,7 @@ impl Error {
             Error::ApiStatus(status) if (400..500).contains(status) => *status,
             Error::ApiStatus(_) => 502,
             Error::ApiRefused(_) => 403,
-            Error::Draining => 503,
+            Error::Draining | Error::Full => 503,
             Error::Internal(_) => 500,
         }
     }
@@ -114,6 +117,7 @@ mod tests {
             ),
             (Error::HandshakeTimeout, 408, Side::Client),
             (Error::Draining, 503, Side::Internal),
+            (Error::Full, 503, Side::Internal),
         ];
         for (error, status, side) in cases {
             assert_eq!(error.status(), status, "{error}");

@@ -191,7 +191,7 @@ fn prepare(shard: &Shard, buf: &[u8]) -> Result<Prepared, Error> {
         return Err(Error::Draining);
     }
     if shard.table.borrow().len() >= shard.connection_limit() {
-        return Err(Error::Draining);
+        return Err(Error::Full);
     }
     Ok((head_len, head, client, accept))
 }
