@@ -442,4 +442,34 @@ mod tests {
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
     }
+
+    #[test]
+    fn every_metric_the_grafana_dashboard_uses_is_exposed() {
+        let dashboard = include_str!("../docs/grafana-dashboard.json");
+        let mut stats = ShardStats::default();
+        stats.closes.insert(1000, 1);
+        let text = render_prometheus(&[stats.clone(), stats]);
+        let exposed: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(['{', ' ']).next().unwrap())
+            .collect();
+        let mut used = 0;
+        for word in dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            let known = word.starts_with("ws2api_")
+                || word.starts_with("requests_")
+                || word.starts_with("connections_");
+            if known && word != "ws2api" {
+                used += 1;
+                assert!(
+                    exposed.contains(word),
+                    "the dashboard uses {word}, which /metrics does not expose"
+                );
+            }
+        }
+        assert!(
+            used > 10,
+            "the dashboard should chart the gateway's metrics"
+        );
+    }
 }
