@@ -235,14 +235,48 @@ pub fn render_prometheus(shards: &[ShardStats]) -> String {
             total.requests_succeeded,
         ),
     ];
+    // Names kept from the reference implementation so that existing dashboards keep
+    // working. They are counters, but typed `untyped`: Prometheus wants counter names
+    // to end in `_total`, and the per-shard `ws2api_*_total` counters below are the
+    // same numbers under such names.
     for (name, help, value) in reference {
         let _ = writeln!(
             out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            "# HELP {name} {help} (a counter; name kept from the reference implementation)\n# TYPE {name} untyped\n{name} {value}"
         );
     }
     type Getter = fn(&ShardStats) -> u64;
-    let per_shard: [(&str, &str, &str, Getter); 11] = [
+    let per_shard: [(&str, &str, &str, Getter); 16] = [
+        (
+            "ws2api_connections_opened_total",
+            "counter",
+            "WebSocket connections accepted.",
+            |s| s.connections_opened,
+        ),
+        (
+            "ws2api_connections_closed_total",
+            "counter",
+            "Accepted WebSocket connections that ended.",
+            |s| s.connections_closed,
+        ),
+        (
+            "ws2api_api_requests_started_total",
+            "counter",
+            "Requests sent to the API server.",
+            |s| s.requests_started,
+        ),
+        (
+            "ws2api_api_requests_failed_total",
+            "counter",
+            "Requests to the API server that failed.",
+            |s| s.requests_failed,
+        ),
+        (
+            "ws2api_api_requests_succeeded_total",
+            "counter",
+            "Requests to the API server answered 2xx.",
+            |s| s.requests_succeeded,
+        ),
         (
             "ws2api_connections_active",
             "gauge",
@@ -433,7 +467,8 @@ mod tests {
             ..Default::default()
         };
         let text = render_prometheus(&[a, b]);
-        assert!(text.contains("# TYPE connections_opened counter\nconnections_opened 3\n"));
+        assert!(text.contains("# TYPE connections_opened untyped\nconnections_opened 3\n"));
+        assert!(text.contains("ws2api_connections_opened_total{shard=\"1\"} 1\n"));
         assert!(text.contains("ws2api_connections_active{shard=\"0\"} 2\n"));
         assert!(text.contains("ws2api_connections_active{shard=\"1\"} 0\n"));
         assert!(text.contains("ws2api_messages_in_total{shard=\"0\"} 5\n"));
