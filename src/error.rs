@@ -23,6 +23,9 @@ pub enum Error {
     /// The request head was malformed, too large or not an upgrade.
     #[error("bad request: {0}")]
     Request(#[from] RequestError),
+    /// `--proxy-protocol` is on and the connection did not start with a valid header.
+    #[error("PROXY protocol: {0}")]
+    Proxy(#[from] crate::http::proxy::ProxyError),
     /// The client did not send its request head in time.
     #[error("request head not received within the handshake timeout")]
     HandshakeTimeout,
@@ -57,6 +60,7 @@ impl Error {
     pub fn side(&self) -> Side {
         match self {
             Error::Request(_) | Error::HandshakeTimeout | Error::ClientIo(_) => Side::Client,
+            Error::Proxy(_) => Side::Client,
             Error::BodyTooLarge => Side::Client,
             Error::Api(_) | Error::ApiStatus(_) | Error::ApiRefused(_) => Side::Upstream,
             Error::Draining | Error::Full | Error::Internal(_) => Side::Internal,
@@ -68,7 +72,7 @@ impl Error {
         match self {
             Error::Request(e) => e.status(),
             Error::HandshakeTimeout => 408,
-            Error::ClientIo(_) => 400,
+            Error::ClientIo(_) | Error::Proxy(_) => 400,
             Error::BodyTooLarge => 413,
             Error::Api(ApiError::Timeout(_)) => 504,
             Error::Api(ApiError::Closed) => 503,

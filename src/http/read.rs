@@ -3,6 +3,7 @@
 
 use futures_lite::{AsyncRead, AsyncReadExt};
 
+use super::proxy::{self, ProxyHeader};
 use super::request::{self, RequestError, RequestHead};
 use crate::error::Error;
 
@@ -42,6 +43,38 @@ pub async fn read_head<S: AsyncRead + Unpin>(
             } else {
                 Err(Error::ClientIo(std::io::ErrorKind::UnexpectedEof.into()))
             };
+        }
+    }
+}
+
+/// Largest PROXY protocol header accepted (v2 with TLVs fits comfortably).
+pub const MAX_PROXY_HEADER: usize = 4096;
+
+/// Reads a PROXY protocol (v1 or v2) header from the start of the stream and removes
+/// it from `buf`; the bytes behind it (the HTTP request) stay in `buf`.
+pub async fn read_proxy_header<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> Result<ProxyHeader, Error> {
+    loop {
+        if !buf.is_empty() {
+            if let Some((used, header)) = proxy::parse(buf, MAX_PROXY_HEADER)? {
+                buf.drain(..used);
+                return Ok(header);
+            }
+        }
+        let filled = buf.len();
+        buf.resize(filled + 256, 0);
+        let n = match stream.read(&mut buf[filled..]).await {
+            Ok(n) => n,
+            Err(e) => {
+                buf.truncate(filled);
+                return Err(Error::ClientIo(e));
+            }
+        };
+        buf.truncate(filled + n);
+        if n == 0 {
+            return Err(Error::ClientIo(std::io::ErrorKind::UnexpectedEof.into()));
         }
     }
 }

@@ -13,7 +13,8 @@ use super::tracker::Token;
 use super::{Shard, ShardMsg};
 use crate::api::{ApiMethod, ApiRequest};
 use crate::error::Error;
-use crate::http::read::read_head;
+use crate::http::proxy::ProxyHeader;
+use crate::http::read::{read_head, read_proxy_header};
 use crate::http::request::{self, RequestHead};
 use crate::http::response;
 use crate::ws::Conn;
@@ -53,14 +54,22 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 /// Reads the upgrade request within `--handshake-timeout`, checks it, and serves it
 /// here or hands it to its owner.
 async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, token: Token) {
-    let peer = match stream.peer_addr() {
+    let mut peer = match stream.peer_addr() {
         Ok(peer) => peer,
         Err(_) => return,
     };
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::new();
     let max_head = shard.config.max_head_size;
+    let proxied = shard.config.proxy_protocol;
     let read = glommio::timer::timeout(shard.config.handshake_timeout, async {
+        if proxied {
+            match read_proxy_header(&mut stream, &mut buf).await {
+                Ok(ProxyHeader::Proxied { source, .. }) => peer = source,
+                Ok(ProxyHeader::Local) => {}
+                Err(e) => return Ok(Err(e)),
+            }
+        }
         Ok(read_head(&mut stream, &mut buf, max_head).await)
     })
     .await;
@@ -102,7 +111,8 @@ async fn refuse(shard: &Shard, stream: &mut TcpStream, error: &Error) {
     let status = error.status();
     log::debug!("shard {}: upgrade refused with {status}: {error}", shard.id);
     shard.stats.borrow_mut().upgrades_refused += 1;
-    if matches!(error, Error::ClientIo(_)) {
+    if matches!(error, Error::ClientIo(_) | Error::Proxy(_)) {
+        // Gone, or not speaking our protocol at all: nothing to answer.
         return;
     }
     let extra: &[(&str, &str)] = match error {
