@@ -144,6 +144,9 @@ pub struct ShardStats {
     pub bytes_out: u64,
     /// Closes by code (close code → count), reported to the API server.
     pub closes: std::collections::BTreeMap<u16, u64>,
+    /// Failed requests to the API server by kind (`connect`, `broken`, `timeout`,
+    /// `bad_answer`, `status`).
+    pub api_errors: std::collections::BTreeMap<&'static str, u64>,
     /// Requests to the API server in flight now (gauge).
     pub requests_in_flight: u64,
     /// Connections to the API server open now (gauge, filled in when a snapshot is taken).
@@ -180,6 +183,9 @@ impl Fold for ShardStats {
         self.bytes_out += o.bytes_out;
         for (code, count) in &o.closes {
             *self.closes.entry(*code).or_default() += count;
+        }
+        for (kind, count) in &o.api_errors {
+            *self.api_errors.entry(kind).or_default() += count;
         }
         self.requests_in_flight += o.requests_in_flight;
         self.api_connections += o.api_connections;
@@ -372,6 +378,16 @@ pub fn render_prometheus(shards: &[ShardStats]) -> String {
     for (shard, stats) in shards.iter().enumerate() {
         for (code, value) in &stats.closes {
             let _ = writeln!(out, "{name}{{shard=\"{shard}\",code=\"{code}\"}} {value}");
+        }
+    }
+    let name = "ws2api_api_errors_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Failed requests to the API server, by kind.\n# TYPE {name} counter"
+    );
+    for (shard, stats) in shards.iter().enumerate() {
+        for (kind, value) in &stats.api_errors {
+            let _ = writeln!(out, "{name}{{shard=\"{shard}\",kind=\"{kind}\"}} {value}");
         }
     }
     let name = "ws2api_api_request_seconds";

@@ -125,10 +125,21 @@ impl Shard {
         let elapsed = started.elapsed();
         let mut stats = self.stats.borrow_mut();
         stats.requests_in_flight -= 1;
-        if matches!(&answer, Ok(a) if a.status / 100 == 2) {
-            stats.requests_succeeded += 1;
-        } else {
-            stats.requests_failed += 1;
+        let failure = match &answer {
+            Ok(a) if a.status / 100 == 2 => None,
+            Ok(_) => Some("status"),
+            Err(ApiError::Connect(_)) => Some("connect"),
+            Err(ApiError::Io(_)) => Some("broken"),
+            Err(ApiError::Timeout(_)) => Some("timeout"),
+            Err(ApiError::BadAnswer(_)) => Some("bad_answer"),
+            Err(ApiError::Closed) => Some("stopping"),
+        };
+        match failure {
+            None => stats.requests_succeeded += 1,
+            Some(kind) => {
+                stats.requests_failed += 1;
+                *stats.api_errors.entry(kind).or_default() += 1;
+            }
         }
         let latency = &mut stats.latency;
         match request.method {
