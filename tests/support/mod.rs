@@ -1,0 +1,813 @@
+//! Test support for the end-to-end tests: a builder-style fake API server over real
+//! TCP, a gateway started in-process on port 0, and clients that speak the wire
+//! (raw HTTP/1.1 bytes, raw RFC 6455 frames, and tungstenite's sync client).
+//!
+//! Every wait here is bounded: sockets carry read timeouts, and waiting for the API
+//! server to see something is a condition variable with a deadline, never a sleep.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::client::Response;
+use tungstenite::http::HeaderValue;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, WebSocket};
+use ws2api::config::Config;
+use ws2api::server::{Gateway, Stopper};
+
+/// Longest any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Read timeout put on every client socket, so that no read can hang a test.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The handshake vector of RFC 6455 section 1.3: this key...
+pub const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// ...must be answered with this accept value.
+pub const RFC_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+// ---------------------------------------------------------------------------
+// The fake API server
+// ---------------------------------------------------------------------------
+
+/// One request the fake API server received, as it came off the wire.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// `GET`, `POST`, `DELETE`.
+    pub method: String,
+    /// Path including the query, e.g. `/alice?room=1`.
+    pub path: String,
+    /// Header fields in wire order, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body (Content-Length framed).
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    /// The first header named `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `X-Connection-Id`, which every gateway request must carry.
+    pub fn conn_id(&self) -> &str {
+        self.header("x-connection-id")
+            .unwrap_or_else(|| panic!("{} {} has no X-Connection-Id", self.method, self.path))
+    }
+
+    /// `X-Close-Code` of a Disconnect, as a number.
+    pub fn close_code(&self) -> u16 {
+        self.header("x-close-code")
+            .unwrap_or_else(|| panic!("{} {} has no X-Close-Code", self.method, self.path))
+            .parse()
+            .expect("X-Close-Code is a number")
+    }
+
+    /// The body as UTF-8 text.
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("body is UTF-8")
+    }
+
+    /// True if this is `method` on exactly `path`.
+    pub fn is(&self, method: &str, path: &str) -> bool {
+        self.method == method && self.path == path
+    }
+}
+
+/// An answer of the fake API server.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// `200` with a text body.
+    pub fn ok(body: &str) -> Reply {
+        Reply::status(200).body(body.as_bytes())
+    }
+
+    /// `status` with an empty body.
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// `200` with `body` as `application/octet-stream`.
+    pub fn binary(body: &[u8]) -> Reply {
+        Reply::status(200)
+            .header("Content-Type", "application/octet-stream")
+            .body(body)
+    }
+
+    /// The same answer with one more header.
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// The same answer with `body`.
+    pub fn body(mut self, body: &[u8]) -> Reply {
+        self.body = body.to_vec();
+        self
+    }
+}
+
+type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
+/// Builds a [`FakeApi`]: by default Connect answers `ok`, a Message is echoed (same
+/// body, same Content-Type) and a Disconnect answers `ok`.
+pub struct FakeApiBuilder {
+    connect: Handler,
+    message: Handler,
+    delete: Handler,
+    close_after_answer: bool,
+    close_silently: bool,
+}
+
+impl FakeApiBuilder {
+    /// Every Connect (`GET`) gets `reply`.
+    pub fn connect(self, reply: Reply) -> Self {
+        self.connect_with(move |_| reply.clone())
+    }
+
+    /// Every Connect (`GET`) is answered by `f`.
+    pub fn connect_with(mut self, f: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        self.connect = Arc::new(f);
+        self
+    }
+
+    /// Every Message (`POST`) gets `reply`.
+    pub fn message(self, reply: Reply) -> Self {
+        self.message_with(move |_| reply.clone())
+    }
+
+    /// Every Message is answered with `prefix` + its body, with its Content-Type.
+    pub fn message_echo(self, prefix: &str) -> Self {
+        let prefix = prefix.as_bytes().to_vec();
+        self.message_with(move |req| {
+            let mut body = prefix.clone();
+            body.extend_from_slice(&req.body);
+            let mut reply = Reply::status(200).body(&body);
+            if let Some(t) = req.header("content-type") {
+                reply = reply.header("Content-Type", t);
+            }
+            reply
+        })
+    }
+
+    /// Every Message (`POST`) is answered by `f`.
+    pub fn message_with(mut self, f: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        self.message = Arc::new(f);
+        self
+    }
+
+    /// Every Disconnect (`DELETE`) gets `reply`.
+    pub fn delete(self, reply: Reply) -> Self {
+        self.delete_with(move |_| reply.clone())
+    }
+
+    /// Every Disconnect (`DELETE`) is answered by `f`.
+    pub fn delete_with(mut self, f: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        self.delete = Arc::new(f);
+        self
+    }
+
+    /// Closes the TCP connection after every answer (sent with `Connection: close`),
+    /// so the gateway's pool must open a new one for each request.
+    pub fn close_after_each(mut self) -> Self {
+        self.close_after_answer = true;
+        self
+    }
+
+    /// Closes the TCP connection after every answer without saying so (no
+    /// `Connection: close`), as a server whose keep-alive timeout just expired.
+    pub fn close_silently_after_each(mut self) -> Self {
+        self.close_silently = true;
+        self
+    }
+
+    /// Binds `127.0.0.1:0` and starts serving, one thread per connection.
+    pub fn start(self) -> FakeApi {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake API");
+        let addr = listener.local_addr().expect("fake API address");
+        let shared = Arc::new(Shared::default());
+        let answers = Arc::new(self);
+        let accept_shared = shared.clone();
+        thread::Builder::new()
+            .name("fake-api".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if accept_shared.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let shared = accept_shared.clone();
+                    let answers = answers.clone();
+                    thread::spawn(move || serve_api_conn(stream, &shared, &answers));
+                }
+            })
+            .expect("spawn fake API");
+        FakeApi { addr, shared }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    log: Mutex<Vec<Recorded>>,
+    changed: Condvar,
+    stop: AtomicBool,
+}
+
+/// A fake API server: records every request and answers as built.
+pub struct FakeApi {
+    /// Where it listens; give it to [`Config::for_tests`].
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl FakeApi {
+    /// A builder with the default answers.
+    pub fn builder() -> FakeApiBuilder {
+        FakeApiBuilder {
+            connect: Arc::new(|_| Reply::ok("ok")),
+            message: Arc::new(|_| Reply::status(200)),
+            delete: Arc::new(|_| Reply::ok("ok")),
+            close_after_answer: false,
+            close_silently: false,
+        }
+        .message_echo("")
+    }
+
+    /// A fake API server with the default answers.
+    pub fn start() -> FakeApi {
+        FakeApi::builder().start()
+    }
+
+    /// Everything received so far, in arrival order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.log.lock().unwrap().clone()
+    }
+
+    /// Waits (at most [`WAIT`]) until `done` holds for the requests received so far,
+    /// and returns them; panics naming `what` and listing the requests on timeout.
+    pub fn wait_for(&self, what: &str, done: impl Fn(&[Recorded]) -> bool) -> Vec<Recorded> {
+        let deadline = Instant::now() + WAIT;
+        let mut log = self.shared.log.lock().unwrap();
+        loop {
+            if done(&log) {
+                return log.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                panic!("timed out waiting for {what}; the API server saw: {log:#?}");
+            }
+            log = self
+                .shared
+                .changed
+                .wait_timeout(log, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// Waits for the first `method path` request and returns it.
+    pub fn wait_request(&self, method: &str, path: &str) -> Recorded {
+        let what = format!("{method} {path}");
+        let log = self.wait_for(&what, |reqs| reqs.iter().any(|r| r.is(method, path)));
+        log.into_iter().find(|r| r.is(method, path)).unwrap()
+    }
+
+    /// The requests with `method` on `path`, in arrival order.
+    pub fn matching(&self, method: &str, path: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.is(method, path))
+            .collect()
+    }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        // Wake the accept loop so its thread ends.
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// An address where nothing listens (bound, then released).
+pub fn dead_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+fn serve_api_conn(mut stream: TcpStream, shared: &Shared, answers: &FakeApiBuilder) {
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let Some((request, close)) = read_api_request(&mut stream, &mut buf) else {
+            return;
+        };
+        // Recorded before it is answered: once the gateway acts on an answer, the
+        // request is in the log.
+        shared.log.lock().unwrap().push(request.clone());
+        shared.changed.notify_all();
+        let handler = match request.method.as_str() {
+            "GET" => &answers.connect,
+            "POST" => &answers.message,
+            "DELETE" => &answers.delete,
+            _ => &answers.delete,
+        };
+        let reply = handler(&request);
+        let close = close || answers.close_after_answer;
+        let mut out = format!("HTTP/1.1 {} Fake\r\n", reply.status);
+        for (name, value) in &reply.headers {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+        if close {
+            out.push_str("Connection: close\r\n");
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&reply.body);
+        if stream.write_all(&bytes).is_err() || close || answers.close_silently {
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+/// Reads one request (head + Content-Length body); `None` on EOF or error.
+/// The flag says the client asked for `Connection: close`.
+fn read_api_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(Recorded, bool)> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        if let httparse::Status::Complete(head_len) = req.parse(buf).ok()? {
+            let method = req.method?.to_string();
+            let path = req.path?.to_string();
+            let headers: Vec<(String, String)> = req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let find = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            };
+            let len: usize = find("content-length")
+                .map(|v| v.trim().parse().expect("Content-Length is a number"))
+                .unwrap_or(0);
+            let close = find("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+            while buf.len() < head_len + len {
+                let n = stream.read(&mut chunk).ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = buf[head_len..head_len + len].to_vec();
+            buf.drain(..head_len + len);
+            let request = Recorded {
+                method,
+                path,
+                headers,
+                body,
+            };
+            return Some((request, close));
+        }
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The gateway
+// ---------------------------------------------------------------------------
+
+/// A gateway running in this process with 2 shards on port 0.
+pub struct TestGateway {
+    /// Where WebSocket clients connect.
+    pub public: SocketAddr,
+    /// The control listener.
+    pub control: SocketAddr,
+    stopper: Stopper,
+    gateway: Option<Gateway>,
+}
+
+impl TestGateway {
+    /// Starts a gateway in front of `api` with [`Config::for_tests`] settings.
+    pub fn start(api: SocketAddr) -> TestGateway {
+        TestGateway::start_with(api, |_| {})
+    }
+
+    /// Starts a gateway in front of `api` after `tune` adjusted the configuration.
+    pub fn start_with(api: SocketAddr, tune: impl FnOnce(&mut Config)) -> TestGateway {
+        let mut config = Config::for_tests(api);
+        tune(&mut config);
+        let gateway = Gateway::start(config).expect("gateway starts");
+        TestGateway {
+            public: gateway.public_addr,
+            control: gateway.control_addr,
+            stopper: gateway.stopper(),
+            gateway: Some(gateway),
+        }
+    }
+
+    /// The orderly stop; panics if `join` does not return within [`WAIT`].
+    pub fn stop(mut self) {
+        let gateway = self.gateway.take().expect("running");
+        self.stopper.stop();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(gateway.join());
+        });
+        match rx.recv_timeout(WAIT) {
+            Ok(joined) => joined.expect("every shard stopped cleanly"),
+            Err(_) => panic!("gateway did not stop within {WAIT:?}"),
+        }
+    }
+
+    /// `GET` on the control listener; the body as text (status must be 200).
+    pub fn control_get(&self, path: &str) -> String {
+        let reply = http(
+            self.control,
+            format!("GET {path} HTTP/1.1\r\nHost: ws2api\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(reply.status, 200, "GET {path}: {reply:?}");
+        reply.text()
+    }
+
+    /// A push: `POST /<id>` on the control listener with `body` and `content_type`.
+    pub fn push(&self, id: &str, content_type: &str, body: &[u8]) -> HttpReply {
+        let mut request = format!(
+            "POST /{id} HTTP/1.1\r\nHost: ws2api\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        http(self.control, &request)
+    }
+
+    /// The sum of a metric over its `shard` labels (or its unlabeled value).
+    pub fn metric(&self, name: &str) -> u64 {
+        metric(&self.control_get("/metrics"), name, None)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        // A test that failed half-way still stops its gateway, without hanging on it.
+        if let Some(gateway) = self.gateway.take() {
+            self.stopper.stop();
+            let (tx, rx) = mpsc::channel();
+            thread::spawn(move || {
+                let _ = tx.send(gateway.join());
+            });
+            let _ = rx.recv_timeout(WAIT);
+        }
+    }
+}
+
+/// The value of `name` in a Prometheus text: for `Some(shard)` the `{shard="N"}` line,
+/// for `None` the sum of every line of that name.
+pub fn metric(text: &str, name: &str, shard: Option<usize>) -> u64 {
+    let mut sum = 0;
+    let mut found = false;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let matches = match shard {
+            Some(s) => key == format!("{name}{{shard=\"{s}\"}}"),
+            None => key == name || key.starts_with(&format!("{name}{{")),
+        };
+        if matches {
+            sum += value.parse::<u64>().expect("integer metric");
+            found = true;
+        }
+    }
+    assert!(found, "no metric {name} (shard {shard:?}) in:\n{text}");
+    sum
+}
+
+/// Ids owned by `shard` of 2, as the gateway computes it.
+pub fn ids_owned_by(shard: usize, prefix: &str, count: usize) -> Vec<String> {
+    (0..)
+        .map(|n| format!("{prefix}{n}"))
+        .filter(|id| ws2api_shards::shard_of(id.as_bytes(), 2) == shard)
+        .take(count)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Raw HTTP
+// ---------------------------------------------------------------------------
+
+/// A parsed HTTP answer.
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    pub status: u16,
+    /// Names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Opens a client socket with [`IO_TIMEOUT`] on reads and writes.
+pub fn tcp(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Writes `request` as is and reads the answer until the server closes (so the
+/// request should say `Connection: close`).
+pub fn http(addr: SocketAddr, request: &[u8]) -> HttpReply {
+    let mut stream = tcp(addr);
+    stream.write_all(request).expect("write request");
+    let mut bytes = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut bytes) {
+        // A reset after a complete answer is fine; anything else shows below.
+        assert!(!bytes.is_empty(), "reading the answer: {e}");
+    }
+    parse_reply(&bytes)
+}
+
+/// Parses a complete HTTP answer (head, then the rest as body).
+pub fn parse_reply(bytes: &[u8]) -> HttpReply {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_len = match response.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        other => panic!(
+            "not an HTTP answer ({other:?}): {:?}",
+            String::from_utf8_lossy(bytes)
+        ),
+    };
+    HttpReply {
+        status: response.code.expect("status"),
+        headers: response
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect(),
+        body: bytes[head_len..].to_vec(),
+    }
+}
+
+/// An RFC 6455 upgrade request for `path` with the RFC's sample key and `extra` header lines.
+pub fn upgrade_request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\n\
+         Host: ws2api.test\r\n\
+         Upgrade: websocket\r\n\
+         Connection: Upgrade\r\n\
+         Sec-WebSocket-Key: {RFC_KEY}\r\n\
+         Sec-WebSocket-Version: 13\r\n\
+         {extra}\r\n"
+    )
+}
+
+/// Sends an upgrade request and reads the answer head (and, for a refusal, the body
+/// until the server closes). Returns the socket, positioned after the head.
+pub fn raw_upgrade(addr: SocketAddr, path: &str, extra: &str) -> (TcpStream, HttpReply) {
+    let mut stream = tcp(addr);
+    stream
+        .write_all(upgrade_request(path, extra).as_bytes())
+        .expect("write upgrade");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    // Byte by byte so that no frame behind the head is swallowed.
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            Ok(_) => break,
+            Err(e) => panic!(
+                "reading the upgrade answer: {e}; got {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+        }
+    }
+    let mut reply = parse_reply(&head);
+    if reply.status != 101 {
+        let _ = stream.read_to_end(&mut reply.body);
+    }
+    (stream, reply)
+}
+
+/// A raw upgrade that must succeed with the RFC 6455 accept value.
+pub fn raw_ws(addr: SocketAddr, path: &str) -> TcpStream {
+    let (stream, reply) = raw_upgrade(addr, path, "");
+    assert_eq!(reply.status, 101, "{reply:?}");
+    assert_eq!(reply.header("sec-websocket-accept"), Some(RFC_ACCEPT));
+    stream
+}
+
+/// A client frame: FIN + `opcode`, masked with a fixed key, as RFC 6455 5.2 lays it out.
+pub fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// Reads one unmasked server frame: (first byte, payload).
+pub fn read_server_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).expect("frame header");
+    assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut n = [0u8; 2];
+            stream.read_exact(&mut n).unwrap();
+            u16::from_be_bytes(n) as usize
+        }
+        127 => {
+            let mut n = [0u8; 8];
+            stream.read_exact(&mut n).unwrap();
+            u64::from_be_bytes(n) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).expect("frame payload");
+    (head[0], payload)
+}
+
+/// Reads server frames until a close frame; returns its code and reason.
+pub fn read_close_frame(stream: &mut TcpStream) -> (u16, String) {
+    loop {
+        let (first, payload) = read_server_frame(stream);
+        if first == 0x88 {
+            assert!(payload.len() >= 2, "close frame without a code");
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            return (code, String::from_utf8(payload[2..].to_vec()).unwrap());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// WebSocket clients (tungstenite)
+// ---------------------------------------------------------------------------
+
+/// A client WebSocket over a blocking socket with read timeouts.
+pub type Ws = WebSocket<TcpStream>;
+
+/// Connects to `ws://addr{path}` with extra request headers. `Err(status)` if the
+/// gateway answered anything but 101.
+pub fn try_ws(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&'static str, &str)],
+) -> Result<(Ws, Response), u16> {
+    let mut request = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("request");
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(*name, HeaderValue::from_str(value).unwrap());
+    }
+    match tungstenite::client(request, tcp(addr)) {
+        Ok(pair) => Ok(pair),
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("handshake for {path}: {e}"),
+    }
+}
+
+/// Connects to `ws://addr/{id}`; panics unless accepted.
+pub fn ws(addr: SocketAddr, id: &str) -> Ws {
+    match try_ws(addr, &format!("/{id}"), &[]) {
+        Ok((ws, _)) => ws,
+        Err(status) => panic!("/{id} refused with {status}"),
+    }
+}
+
+/// The next data message (pings and pongs skipped).
+pub fn recv(ws: &mut Ws) -> Message {
+    loop {
+        match ws.read().expect("read a message") {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            message => return message,
+        }
+    }
+}
+
+/// The next message, which must be text.
+pub fn recv_text(ws: &mut Ws) -> String {
+    match recv(ws) {
+        Message::Text(text) => text.as_str().to_string(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// Sends a text message.
+pub fn send_text(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).expect("send");
+}
+
+/// Reads until the server's close frame and then until the socket ends (tungstenite
+/// answers the close itself). Returns the code and reason; panics on data.
+pub fn expect_close(ws: &mut Ws) -> (u16, String) {
+    let frame = loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => break frame,
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(other) => panic!("expected a close, got {other:?}"),
+            Err(e) => panic!("expected a close frame, got {e}"),
+        }
+    };
+    drain_until_closed(ws);
+    let frame = frame.expect("close frame carries a code");
+    (u16::from(frame.code), frame.reason.as_str().to_string())
+}
+
+/// Closes with `code` and `reason` and waits for the server to finish the handshake.
+pub fn close(ws: &mut Ws, code: u16, reason: &str) {
+    ws.close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    }))
+    .expect("send close");
+    drain_until_closed(ws);
+}
+
+fn drain_until_closed(ws: &mut Ws) {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        match ws.read() {
+            Ok(_) => continue,
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => return,
+            Err(tungstenite::Error::Io(e)) if e.kind() != io::ErrorKind::WouldBlock => return,
+            Err(tungstenite::Error::Io(_)) => panic!("the server did not close the socket"),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Reads `ws` on its own thread until the server closes it; the handle yields the
+/// close code and reason. Lets the gateway's close handshakes finish promptly.
+pub fn close_watcher(mut ws: Ws) -> thread::JoinHandle<(u16, String)> {
+    thread::spawn(move || expect_close(&mut ws))
+}
