@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Load test of ws2api on one machine: bench API + gateway + ws2api-load, with the
+# gateway's RSS and CPU sampled every second, into results/<timestamp>-<name>/:
+#   load.csv      one row per second from ws2api-load (connections, msgs, latency)
+#   samples.csv   one row per second: gateway and bench-API RSS and CPU, machine CPU
+#   load.txt      ws2api-load's own summary (key value)
+#   summary.txt   RSS per connection, CPU µs per message, msgs/s, latency, errors
+#   plot.svg      connections, msgs/s, latency, RSS and CPU over time
+#
+# Usage: scripts/loadtest.sh [--smoke] [--name NAME] [--connections N] [--ramp N/s]
+#          [--interval 10s] [--duration 30s] [--drain 5s] [--closed-loop] [--pushes N/s]
+#          [--workers N] [--shards N] [--api-threads N] [--no-build]
+#          [--listen ADDR] [--control-listen ADDR] [--api-listen ADDR]
+# Every flag also reads LOAD_<FLAG> from the environment (LOAD_CONNECTIONS=19000 ...).
+# --smoke: 300 connections, 1 msg/s each plus 50 pushes/s for 4 s; fails unless 0 errors.
+# Exit code: ws2api-load's (0 = no errors), 2 for a setup problem.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+NAME=${LOAD_NAME:-run}
+CONNECTIONS=${LOAD_CONNECTIONS:-1000}
+RAMP=${LOAD_RAMP:-1000}
+INTERVAL=${LOAD_INTERVAL:-10s}
+DURATION=${LOAD_DURATION:-30s}
+DRAIN=${LOAD_DRAIN:-5s}
+CLOSED_LOOP=${LOAD_CLOSED_LOOP:-0}
+PUSHES=${LOAD_PUSHES:-0}
+WORKERS=${LOAD_WORKERS:-0}
+SHARDS=${LOAD_SHARDS:-2}
+API_THREADS=${LOAD_API_THREADS:-1}
+LISTEN=${LOAD_LISTEN:-127.0.0.1:7001}
+CONTROL_LISTEN=${LOAD_CONTROL_LISTEN:-127.0.0.1:7002}
+API_LISTEN=${LOAD_API_LISTEN:-127.0.0.1:8000}
+BUILD=1
+SMOKE=0
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) SMOKE=1; NAME=smoke; CONNECTIONS=300; RAMP=1000; INTERVAL=1s; DURATION=4s; DRAIN=3s; PUSHES=50; WORKERS=2 ;;
+        --name) NAME=$2; shift ;;
+        --connections) CONNECTIONS=$2; shift ;;
+        --ramp) RAMP=$2; shift ;;
+        --interval) INTERVAL=$2; shift ;;
+        --duration) DURATION=$2; shift ;;
+        --drain) DRAIN=$2; shift ;;
+        --closed-loop) CLOSED_LOOP=1 ;;
+        --pushes) PUSHES=$2; shift ;;
+        --workers) WORKERS=$2; shift ;;
+        --shards) SHARDS=$2; shift ;;
+        --api-threads) API_THREADS=$2; shift ;;
+        --listen) LISTEN=$2; shift ;;
+        --control-listen) CONTROL_LISTEN=$2; shift ;;
+        --api-listen) API_LISTEN=$2; shift ;;
+        --no-build) BUILD=0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "loadtest.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+say() { printf 'loadtest: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 2; }
+
+# ---- limits the run needs ------------------------------------------------------------
+NOFILE=$(ulimit -n)
+HARD_NOFILE=$(ulimit -Hn)
+if [ "$NOFILE" != unlimited ] && [ "$HARD_NOFILE" != unlimited ] && [ "$NOFILE" -lt "$HARD_NOFILE" ]; then
+    ulimit -n "$HARD_NOFILE" && NOFILE=$HARD_NOFILE
+fi
+# The gateway holds one fd per client plus its backend pool (grows with concurrency).
+if [ "$NOFILE" != unlimited ] && [ $((CONNECTIONS + 200)) -gt "$NOFILE" ]; then
+    die "ulimit -n is $NOFILE: the gateway needs ~$((CONNECTIONS + 200)) open files for $CONNECTIONS clients.
+  Fix: sysctl/limits.d-ws2api.conf (nofile, new login session) or LimitNOFILE= for systemd; see sysctl/README.md."
+fi
+SOMAXCONN=$(cat /proc/sys/net/core/somaxconn 2>/dev/null || echo 4096)
+if [ "$SOMAXCONN" -lt 1024 ] || [ "$SOMAXCONN" -lt $((RAMP / 4)) ]; then
+    say "warning: net.core.somaxconn=$SOMAXCONN is small for a ramp of $RAMP/s (accept-queue overflows = connect errors).
+  Fix: sysctl/99-ws2api.conf (net.core.somaxconn, net.ipv4.tcp_max_syn_backlog)."
+fi
+read -r PORT_LO PORT_HI < /proc/sys/net/ipv4/ip_local_port_range
+PORTS=$((PORT_HI - PORT_LO + 1))
+# ws2api-load spreads its sources over 127.0.0.2, .3, …: stay well inside one range each.
+PER_SOURCE=$(( PORTS - 2000 < 20000 ? PORTS - 2000 : 20000 ))
+[ "$PER_SOURCE" -ge 1000 ] || die "net.ipv4.ip_local_port_range $PORT_LO-$PORT_HI leaves too few ephemeral ports.
+  Fix: sysctl/99-ws2api.conf (net.ipv4.ip_local_port_range = 1024 65535)."
+say "limits: nofile=$NOFILE somaxconn=$SOMAXCONN ephemeral ports=$PORTS ($PER_SOURCE connections per source address)"
+
+port_busy() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+for addr in "$LISTEN" "$CONTROL_LISTEN" "$API_LISTEN"; do
+    if port_busy "$addr"; then die "$addr is already in use; pick others with --listen/--control-listen/--api-listen"; fi
+done
+
+# ---- build ---------------------------------------------------------------------------
+if [ "$BUILD" = 1 ]; then
+    say "cargo build --release --bins"
+    cargo build --release --bins >&2
+fi
+BIN=target/release
+for b in ws2api ws2api-bench-api ws2api-load; do
+    [ -x "$BIN/$b" ] || die "$BIN/$b is missing (run without --no-build)"
+done
+
+OUT=results/$(date +%Y%m%d-%H%M%S)-$NAME
+mkdir -p "$OUT"
+say "results in $OUT"
+{
+    echo "name $NAME"
+    echo "date $(date -Iseconds)"
+    echo "nproc $(nproc)"
+    echo "cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+    echo "kernel $(uname -r)"
+    echo "connections $CONNECTIONS ramp $RAMP interval $INTERVAL duration $DURATION closed_loop $CLOSED_LOOP pushes $PUSHES workers $WORKERS shards $SHARDS api_threads $API_THREADS"
+} > "$OUT/run.txt"
+
+# ---- start the servers; stop them (only those) on any exit ---------------------------
+PIDS=()
+SAMPLER=
+cleanup() {
+    [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null || true
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+
+wait_port() {
+    for _ in $(seq 100); do port_busy "$1" && return 0; sleep 0.1; done
+    die "nothing listens on $1 after 10 s (see $OUT/*.log)"
+}
+
+"$BIN/ws2api-bench-api" --listen "$API_LISTEN" --threads "$API_THREADS" 2> "$OUT/api.log" &
+API_PID=$!; PIDS+=("$API_PID")
+wait_port "$API_LISTEN"
+"$BIN/ws2api" --api-url "http://$API_LISTEN/" --listen "$LISTEN" --control-listen "$CONTROL_LISTEN" \
+    --shards "$SHARDS" --log-level info 2> "$OUT/gateway.log" &
+GW_PID=$!; PIDS+=("$GW_PID")
+wait_port "$LISTEN"
+wait_port "$CONTROL_LISTEN"
+
+# ---- sampler: gateway and API RSS (VmRSS, KiB) and CPU (utime+stime, ticks), machine busy ticks
+TICKS=$(getconf CLK_TCK)
+echo "clk_tck $TICKS" >> "$OUT/run.txt"
+sample_proc() { # pid -> "rss_kib cpu_ticks"
+    local rss=0 line rest
+    while read -r k v _; do [ "$k" = VmRSS: ] && rss=$v; done < "/proc/$1/status" 2>/dev/null || true
+    read -r line < "/proc/$1/stat" 2>/dev/null || { echo "0 0"; return; }
+    rest=${line##*) }
+    read -r -a f <<< "$rest"
+    echo "$rss $(( f[11] + f[12] ))"
+}
+(
+    echo "unix_ms,gw_rss_kib,gw_cpu_ticks,api_rss_kib,api_cpu_ticks,machine_busy_ticks,machine_total_ticks"
+    while kill -0 "$GW_PID" 2>/dev/null; do
+        now=${EPOCHREALTIME/./}; now=$((now / 1000))
+        read -r g_rss g_cpu <<< "$(sample_proc "$GW_PID")"
+        read -r a_rss a_cpu <<< "$(sample_proc "$API_PID")"
+        read -r _ u n s idle iow irq sirq steal _ < /proc/stat
+        echo "$now,$g_rss,$g_cpu,$a_rss,$a_cpu,$((u + n + s + irq + sirq + steal)),$((u + n + s + idle + iow + irq + sirq + steal))"
+        sleep 1
+    done
+) > "$OUT/samples.csv" &
+SAMPLER=$!
+sleep 2 # a baseline: RSS and CPU at 0 connections
+
+# ---- the load --------------------------------------------------------------------------
+LOAD_ARGS=(--url "ws://$LISTEN/" --control "http://$CONTROL_LISTEN/" --connections "$CONNECTIONS"
+    --ramp "$RAMP" --interval "$INTERVAL" --duration "$DURATION" --drain "$DRAIN" --pushes "$PUSHES"
+    --workers "$WORKERS" --conns-per-source "$PER_SOURCE" --csv "$OUT/load.csv" --summary "$OUT/load.txt")
+[ "$CLOSED_LOOP" = 1 ] && LOAD_ARGS+=(--closed-loop)
+echo "command $BIN/ws2api-load ${LOAD_ARGS[*]}" >> "$OUT/run.txt"
+say "$BIN/ws2api-load ${LOAD_ARGS[*]}"
+set +e
+"$BIN/ws2api-load" "${LOAD_ARGS[@]}" 2> "$OUT/load.log"
+LOAD_RC=$?
+set -e
+sleep 2 # the gateway after the clients left
+kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true; SAMPLER=
+if ! kill -0 "$GW_PID" 2>/dev/null; then
+    say "error: the gateway died during the run (see $OUT/gateway.log)"
+    LOAD_RC=1
+fi
+tail -n 5 "$OUT/load.log" >&2 || true
+
+python3 scripts/summarize.py "$OUT" > "$OUT/summary.txt" || say "warning: summarize.py failed"
+python3 scripts/plot.py "$OUT" || say "warning: plot.py failed"
+cat "$OUT/summary.txt" >&2
+if [ "$SMOKE" = 1 ] && [ "$LOAD_RC" != 0 ]; then
+    say "smoke: FAILED (errors, see $OUT/load.log)"
+fi
+exit "$LOAD_RC"

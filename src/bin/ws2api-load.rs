@@ -1,0 +1,594 @@
+//! `ws2api-load`: a load generator for ws2api. Opens N WebSocket connections ramped at R per
+//! second from many 127.0.0.x source addresses, spread over worker processes (this binary
+//! re-executed with `--worker K`), sends OCPP-style messages open or closed loop, checks
+//! every echo, optionally pushes through the control listener, and prints one CSV row per
+//! second (merged over workers) and a summary. Exit code 1 if any error was seen.
+//!
+//! Layout: this file (flags, the plan, the parent that starts and folds workers),
+//! `ws2api-load/worker.rs` (one glommio executor driving its connections),
+//! `ws2api-load/frame.rs` (client framing and upgrade), `ws2api-load/report.rs` (the
+//! per-second line between worker and parent, the CSV).
+
+#[path = "ws2api-load/frame.rs"]
+mod frame;
+#[path = "ws2api-load/report.rs"]
+mod report;
+#[path = "ws2api-load/worker.rs"]
+mod worker;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+
+use report::{csv_row, ms, new_histogram, Second, CSV_HEADER};
+
+/// Open files a worker may hold: the 20,000 per-process limit of the CI machines, less
+/// room for the executor, stdio and the push connections.
+const FILES_PER_WORKER: usize = 19_000;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "ws2api-load",
+    version,
+    args_override_self = true,
+    about = "Load generator for ws2api: N WebSocket clients, echo checks, pushes, one CSV row per second"
+)]
+struct Cli {
+    /// Public listener of the gateway; the ClientId is appended to the path.
+    #[arg(long, default_value = "ws://127.0.0.1:7001/")]
+    url: String,
+    /// Control listener of the gateway, for pushes (`POST <control><ClientId>`).
+    #[arg(long, default_value = "http://127.0.0.1:7002/")]
+    control: String,
+    /// Connections to open in all.
+    #[arg(short = 'c', long, default_value_t = 100)]
+    connections: usize,
+    /// New connections per second, over all workers.
+    #[arg(long, default_value_t = 1000)]
+    ramp: u64,
+    /// Open loop: each connection sends one message per interval (`0s`: idle, none).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    interval: Duration,
+    /// How long to keep sending once the ramp is done.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// After the duration, how long to wait for the last answers and pushes.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    drain: Duration,
+    /// Closed loop: each connection sends its next message as soon as the answer is in
+    /// (`--interval` is then ignored).
+    #[arg(long)]
+    closed_loop: bool,
+    /// Pushes per second through the control listener, over all workers (0: none).
+    #[arg(long, default_value_t = 0)]
+    pushes: u64,
+    /// Keep-alive control connections per worker that carry the pushes.
+    #[arg(long, default_value_t = 2)]
+    push_conns: usize,
+    /// Worker processes (0: enough that none holds more than 19,000 sockets).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Connections per source address; sources are 127.0.0.2, 127.0.0.3, …
+    #[arg(long, default_value_t = 20_000)]
+    conns_per_source: usize,
+    /// First source address (must be loopback or local).
+    #[arg(long, default_value = "127.0.0.2")]
+    source_base: Ipv4Addr,
+    /// ClientId prefix; connection k is `<prefix><k>`.
+    #[arg(long, default_value = "load-")]
+    id_prefix: String,
+    /// Bound on connect + upgrade of one connection.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    /// Write the CSV here instead of stdout.
+    #[arg(long)]
+    csv: Option<String>,
+    /// Also write the summary as `key value` lines to this file.
+    #[arg(long)]
+    summary: Option<String>,
+    /// Internal: run as worker K.
+    #[arg(long, hide = true)]
+    worker: Option<usize>,
+    /// Internal: the shared start, CLOCK_MONOTONIC nanoseconds.
+    #[arg(long, hide = true)]
+    t0_ns: Option<u64>,
+}
+
+/// The validated workload, the same in the parent and every worker.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub target: SocketAddr,
+    pub host: String,
+    pub path: String,
+    pub control: SocketAddr,
+    pub control_path: String,
+    pub connections: usize,
+    pub ramp: u64,
+    pub interval: Duration,
+    pub duration: Duration,
+    pub drain: Duration,
+    pub closed_loop: bool,
+    pub pushes: u64,
+    pub push_conns: usize,
+    pub workers: usize,
+    pub conns_per_source: usize,
+    pub source_base: Ipv4Addr,
+    pub id_prefix: String,
+    pub connect_timeout: Duration,
+}
+
+impl Plan {
+    pub fn ramp_time(&self) -> Duration {
+        Duration::from_secs_f64(self.connections as f64 / self.ramp as f64)
+    }
+    pub fn client_id(&self, g: usize) -> String {
+        format!("{}{}{g}", self.path, self.id_prefix)
+    }
+    pub fn source_addr(&self, g: usize) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.source_base) + (g / self.conns_per_source) as u32)
+    }
+}
+
+/// `500ms`, `10s`, `2m`, `1h`, `0s`; a bare number is refused.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(|| format!("{s:?}: a duration needs a unit (ms, s, m, h)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?}: not a number"))?;
+    let secs = match unit {
+        "us" | "µs" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `scheme://host:port/path` → (address, host:port, path with a trailing `/`).
+fn parse_url(flag: &str, url: &str, scheme: &str) -> Result<(SocketAddr, String, String), String> {
+    let rest = url
+        .strip_prefix(scheme)
+        .and_then(|r| r.strip_prefix("://"))
+        .ok_or_else(|| format!("--{flag} {url}: must start with {scheme}://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, ""),
+    };
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("--{flag} {url}: {e}"))?
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| format!("--{flag} {url}: no IPv4 address"))?;
+    let mut path = path.to_string();
+    if !path.is_empty() && !path.ends_with('/') {
+        path.push('/');
+    }
+    Ok((addr, authority.to_string(), path))
+}
+
+fn plan_of(cli: &Cli) -> Result<Plan, String> {
+    let (target, host, path) = parse_url("url", &cli.url, "ws")?;
+    let (control, _, control_path) = parse_url("control", &cli.control, "http")?;
+    if cli.connections == 0 {
+        return Err("--connections: must be at least 1".into());
+    }
+    if cli.ramp == 0 {
+        return Err("--ramp: must be at least 1 per second".into());
+    }
+    if cli.conns_per_source == 0 || cli.conns_per_source > 60_000 {
+        return Err("--conns-per-source: 1..=60000".into());
+    }
+    let sources = cli.connections.div_ceil(cli.conns_per_source);
+    if u32::from(cli.source_base) as u64 + sources as u64
+        > u32::from(Ipv4Addr::new(127, 255, 255, 254)) as u64
+    {
+        return Err(
+            "--source-base: not enough addresses for --connections / --conns-per-source".into(),
+        );
+    }
+    let workers = if cli.workers == 0 {
+        cli.connections.div_ceil(FILES_PER_WORKER - 1000).max(1)
+    } else {
+        cli.workers
+    };
+    if cli.connections / workers + cli.push_conns + 64 > FILES_PER_WORKER {
+        return Err(format!(
+            "--workers {workers}: {} connections per worker is over {FILES_PER_WORKER} open files",
+            cli.connections / workers
+        ));
+    }
+    if !cli.closed_loop && !cli.interval.is_zero() && cli.interval < Duration::from_millis(1) {
+        return Err("--interval: at least 1ms (or 0s for idle)".into());
+    }
+    Ok(Plan {
+        target,
+        host,
+        path: String::new(),
+        control,
+        control_path: format!("/{control_path}"),
+        connections: cli.connections,
+        ramp: cli.ramp,
+        interval: cli.interval,
+        duration: cli.duration,
+        drain: cli.drain,
+        closed_loop: cli.closed_loop,
+        pushes: cli.pushes,
+        push_conns: cli.push_conns.max(1),
+        workers,
+        conns_per_source: cli.conns_per_source,
+        source_base: cli.source_base,
+        id_prefix: format!("{path}{}", cli.id_prefix),
+        connect_timeout: cli.connect_timeout,
+    })
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = nix::libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a valid out pointer.
+    unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The `Instant` of a CLOCK_MONOTONIC reading (std's `Instant` is that clock on Linux).
+fn instant_of(t0_ns: u64) -> Instant {
+    let now_ns = monotonic_ns();
+    let now = Instant::now();
+    if t0_ns <= now_ns {
+        now - Duration::from_nanos(now_ns - t0_ns)
+    } else {
+        now + Duration::from_nanos(t0_ns - now_ns)
+    }
+}
+
+/// Raises the soft open-files limit to the hard one; returns the soft limit now in force.
+fn raise_nofile() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Err(_) => 1024,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let plan = match plan_of(&cli) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ws2api-load: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let nofile = raise_nofile();
+    if let Some(k) = cli.worker {
+        let t0 = instant_of(cli.t0_ns.unwrap_or_else(monotonic_ns));
+        return ExitCode::from(worker::run(plan, k, t0) as u8);
+    }
+    let per_worker = plan.connections.div_ceil(plan.workers) as u64;
+    if per_worker + 64 > nofile {
+        eprintln!(
+            "ws2api-load: error: {per_worker} connections per worker but the open-files limit is {nofile}: \
+             raise `ulimit -n` or pass more --workers"
+        );
+        return ExitCode::from(2);
+    }
+    parent(&cli, &plan)
+}
+
+/// What the parent hears from a worker's stdout reader thread.
+enum Heard {
+    Line(usize, String),
+    End(usize),
+}
+
+fn parent(cli: &Cli, plan: &Plan) -> ExitCode {
+    // Workers start 200 ms from now, all on the same clock.
+    let t0_ns = monotonic_ns() + 200_000_000;
+    let t0 = instant_of(t0_ns);
+    let t0_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64 + 200)
+        .unwrap_or(0);
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("ws2api-load: error: cannot find my own executable: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (tx, rx) = crossbeam_channel::unbounded::<Heard>();
+    let mut children: Vec<Child> = Vec::new();
+    for k in 0..plan.workers {
+        let child = Command::new(&exe)
+            .args(&args)
+            .arg("--worker")
+            .arg(k.to_string())
+            .arg("--t0-ns")
+            .arg(t0_ns.to_string())
+            .arg("--workers")
+            .arg(plan.workers.to_string())
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("ws2api-load: error: cannot start worker {k}: {e}");
+                for c in &mut children {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                return ExitCode::from(1);
+            }
+        };
+        let out = child.stdout.take().expect("piped stdout");
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send(Heard::Line(k, l)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            let _ = tx.send(Heard::End(k));
+        });
+        children.push(child);
+    }
+    drop(tx);
+
+    let mut csv: Box<dyn Write> = match &cli.csv {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                eprintln!("ws2api-load: error: --csv {path}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Box::new(std::io::stdout()),
+    };
+    let _ = writeln!(csv, "{CSV_HEADER}");
+    let _ = csv.flush();
+    eprintln!(
+        "ws2api-load: {} connections to {} at {}/s over {} workers, {}, for {:?} after the ramp ({:.1}s)",
+        plan.connections,
+        plan.target,
+        plan.ramp,
+        plan.workers,
+        if plan.closed_loop {
+            "closed loop".to_string()
+        } else if plan.interval.is_zero() {
+            "idle".to_string()
+        } else {
+            format!("1 message per {:?} each", plan.interval)
+        },
+        plan.duration,
+        plan.ramp_time().as_secs_f64()
+    );
+
+    let hard_end = t0 + plan.ramp_time() + plan.duration + plan.drain + Duration::from_secs(30);
+    let w = plan.workers;
+    let mut last_second = vec![0u64; w];
+    let mut ended = vec![false; w];
+    let mut pending: BTreeMap<u64, Second> = BTreeMap::new();
+    let mut next_row: u64 = 1;
+    let mut total = Second::empty(0);
+    let mut max_connections = 0u64;
+    let mut error_kinds: BTreeMap<String, u64> = BTreeMap::new();
+    let mut push_hist: Histogram<u64> = new_histogram();
+    let mut pushes_received = 0u64;
+    let mut worker_failures = 0u64;
+    let mut timed_out = false;
+    let mut rows: Vec<Second> = Vec::new();
+
+    while ended.iter().any(|e| !e) {
+        let now = Instant::now();
+        if now >= hard_end {
+            eprintln!(
+                "ws2api-load: error: workers still running past the hard deadline; killing them"
+            );
+            for c in &mut children {
+                let _ = c.kill();
+            }
+            timed_out = true;
+            break;
+        }
+        let heard = match rx.recv_timeout((hard_end - now).min(Duration::from_secs(1))) {
+            Ok(h) => h,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        match heard {
+            Heard::End(k) => ended[k] = true,
+            Heard::Line(k, line) => {
+                if let Some(rest) = line.strip_prefix("S ") {
+                    match Second::parse(rest) {
+                        Ok(s) => {
+                            last_second[k] = s.second;
+                            pending
+                                .entry(s.second)
+                                .or_insert_with(|| Second::empty(s.second))
+                                .add(&s);
+                        }
+                        Err(e) => eprintln!("ws2api-load: worker {k}: {e}"),
+                    }
+                } else if let Some(rest) = line.strip_prefix("E ") {
+                    for field in rest.split(' ') {
+                        let Some((name, value)) = field.split_once('=') else {
+                            continue;
+                        };
+                        if name == "push_hist" {
+                            if let Ok(s) = Second::parse(&format!("0 0 0 0 0 0 {value}")) {
+                                let _ = push_hist.add(&s.rtt_us);
+                            }
+                        } else if let Ok(v) = value.parse::<u64>() {
+                            if name == "pushes_received" {
+                                pushes_received += v;
+                            } else {
+                                *error_kinds.entry(name.to_string()).or_default() += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Rows that every worker has reported (or that an ended worker never will).
+        while (0..w).all(|k| ended[k] || last_second[k] >= next_row)
+            && pending.contains_key(&next_row)
+        {
+            let row = pending.remove(&next_row).expect("checked");
+            let _ = writeln!(csv, "{}", csv_row(&row));
+            let _ = csv.flush();
+            next_row += 1;
+            rows.push(row);
+        }
+    }
+    for (_, row) in std::mem::take(&mut pending) {
+        let _ = writeln!(csv, "{}", csv_row(&row));
+        rows.push(row);
+    }
+    let _ = csv.flush();
+    for (k, c) in children.iter_mut().enumerate() {
+        match c.wait() {
+            Ok(st) if st.success() => {}
+            Ok(st) if st.code() == Some(1) => {} // errors, counted from its lines
+            Ok(st) => {
+                eprintln!("ws2api-load: worker {k} failed: {st}");
+                worker_failures += 1;
+            }
+            Err(e) => {
+                eprintln!("ws2api-load: worker {k}: {e}");
+                worker_failures += 1;
+            }
+        }
+    }
+    for r in &rows {
+        max_connections = max_connections.max(r.connections);
+        total.add(r);
+    }
+    let errors = total.errors + worker_failures + u64::from(timed_out);
+    // Steady state: the seconds at full connection count with traffic (or all, if idle).
+    let steady: Vec<&Second> = rows
+        .iter()
+        .filter(|r| r.connections == max_connections && max_connections > 0)
+        .filter(|r| r.second as f64 <= (plan.ramp_time() + plan.duration).as_secs_f64())
+        .collect();
+    let steady_secs = steady.len().saturating_sub(1).max(1) as f64;
+    let steady_received: u64 = steady.iter().skip(1).map(|r| r.received).sum();
+    let mut steady_rtt = new_histogram();
+    for r in steady.iter().skip(1) {
+        let _ = steady_rtt.add(&r.rtt_us);
+    }
+    let elapsed = rows.len() as f64;
+
+    let mut summary: Vec<(String, String)> = vec![
+        ("t0_unix_ms".into(), t0_unix_ms.to_string()),
+        ("workers".into(), plan.workers.to_string()),
+        ("connections_target".into(), plan.connections.to_string()),
+        ("connections_max".into(), max_connections.to_string()),
+        (
+            "mode".into(),
+            if plan.closed_loop {
+                "closed-loop".into()
+            } else if plan.interval.is_zero() {
+                "idle".into()
+            } else {
+                format!("interval-{}ms", plan.interval.as_millis())
+            },
+        ),
+        ("seconds".into(), format!("{elapsed:.0}")),
+        ("sent".into(), total.sent.to_string()),
+        ("received".into(), total.received.to_string()),
+        ("pushes_ok".into(), total.pushes.to_string()),
+        ("pushes_received".into(), pushes_received.to_string()),
+        (
+            "msgs_per_s_steady".into(),
+            format!("{:.0}", steady_received as f64 / steady_secs),
+        ),
+        (
+            "steady_first_second".into(),
+            steady.get(1).map_or(0, |r| r.second).to_string(),
+        ),
+        (
+            "steady_last_second".into(),
+            steady.last().map_or(0, |r| r.second).to_string(),
+        ),
+        (
+            "steady_rtt_p50_ms".into(),
+            format!("{:.3}", ms(&steady_rtt, 0.5)),
+        ),
+        (
+            "steady_rtt_p99_ms".into(),
+            format!("{:.3}", ms(&steady_rtt, 0.99)),
+        ),
+        (
+            "steady_rtt_p999_ms".into(),
+            format!("{:.3}", ms(&steady_rtt, 0.999)),
+        ),
+        (
+            "rtt_p50_ms".into(),
+            format!("{:.3}", ms(&total.rtt_us, 0.5)),
+        ),
+        (
+            "rtt_p90_ms".into(),
+            format!("{:.3}", ms(&total.rtt_us, 0.9)),
+        ),
+        (
+            "rtt_p99_ms".into(),
+            format!("{:.3}", ms(&total.rtt_us, 0.99)),
+        ),
+        (
+            "rtt_p999_ms".into(),
+            format!("{:.3}", ms(&total.rtt_us, 0.999)),
+        ),
+        (
+            "rtt_max_ms".into(),
+            format!("{:.3}", total.rtt_us.max() as f64 / 1000.0),
+        ),
+        ("push_p50_ms".into(), format!("{:.3}", ms(&push_hist, 0.5))),
+        ("push_p99_ms".into(), format!("{:.3}", ms(&push_hist, 0.99))),
+        ("errors".into(), errors.to_string()),
+    ];
+    for (name, v) in &error_kinds {
+        summary.push((format!("errors_{name}"), v.to_string()));
+    }
+    if worker_failures > 0 {
+        summary.push(("errors_worker_failed".into(), worker_failures.to_string()));
+    }
+    eprintln!("ws2api-load: summary");
+    for (k, v) in &summary {
+        eprintln!("  {k:<20} {v}");
+    }
+    if let Some(path) = &cli.summary {
+        let text: String = summary.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("ws2api-load: error: --summary {path}: {e}");
+        }
+    }
+    if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
