@@ -64,7 +64,8 @@ pub async fn serve(
         ended.code,
         ended.reason
     );
-    disconnect(&shard, &conn, &ended).await;
+    // Boxed: the Disconnect's request state stays out of every idle connection's future.
+    Box::pin(disconnect(&shard, &conn, &ended)).await;
     conn.finish();
 }
 

@@ -287,7 +287,8 @@ pub struct Limits {
     pub max_inflight: usize,
 }
 
-/// Runs the connection until it ends; returns how it ended. `initial` are bytes read
+/// Runs the connection until it ends; returns how it ended. The closing steps are
+/// boxed so that their state is not part of every idle connection's future. `initial` are bytes read
 /// before the 101 (the client may send frames right behind its request). Every
 /// complete message is passed to `on_message`, in order, at most
 /// `limits.max_inflight` at a time.
@@ -327,7 +328,7 @@ pub async fn run(
                             Ended::new(1005, "")
                         }
                     };
-                    finish_close(stream, conn, false).await;
+                    Box::pin(finish_close(stream, conn, false)).await;
                     return ended;
                 }
             }
@@ -341,7 +342,13 @@ pub async fn run(
             on_message(conn, message);
         }
         if let Some(error) = violation.take() {
-            return close_with(stream, conn, error.close_code(), &error.to_string()).await;
+            return Box::pin(close_with(
+                stream,
+                conn,
+                error.close_code(),
+                &error.to_string(),
+            ))
+            .await;
         }
         let queued = queue.len();
         let step = poll_fn(|cx| {
@@ -368,7 +375,7 @@ pub async fn run(
                 return Ended::new(1006, format!("error: {error}"));
             }
             Step::CloseRequested(ended) => {
-                return close_with(stream, conn, ended.code, &ended.reason).await;
+                return Box::pin(close_with(stream, conn, ended.code, &ended.reason)).await;
             }
         }
     }
@@ -449,7 +456,7 @@ async fn close_with(stream: &mut TcpStream, conn: &Conn, code: u16, reason: &str
             }
             codec::encode_close(&mut out, code, reason);
         }
-        finish_close(stream, conn, true).await;
+        Box::pin(finish_close(stream, conn, true)).await;
     }
     Ended::new(code, reason)
 }
