@@ -73,6 +73,45 @@ pub struct ApiPool {
     open: Rc<Cell<usize>>,
     timeout: Duration,
     max_answer: usize,
+    /// Woken when a connection goes back to the idle list or is closed.
+    returned: Notify,
+}
+
+/// Wakes tasks waiting for a pooled connection to come back.
+#[derive(Default)]
+struct Notify {
+    waiters: RefCell<std::collections::VecDeque<std::task::Waker>>,
+    generation: Cell<u64>,
+}
+
+impl Notify {
+    fn notify_one(&self) {
+        self.generation.set(self.generation.get() + 1);
+        if let Some(waker) = self.waiters.borrow_mut().pop_front() {
+            waker.wake();
+        }
+    }
+
+    async fn wait(&self) {
+        let start = self.generation.get();
+        let mut queued = false;
+        std::future::poll_fn(|cx| {
+            if self.generation.get() != start {
+                return std::task::Poll::Ready(());
+            }
+            if !queued {
+                self.waiters.borrow_mut().push_back(cx.waker().clone());
+                queued = true;
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+}
+
+/// EMFILE or ENFILE: the process or the system is out of file descriptors.
+fn out_of_descriptors(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(23) | Some(24))
 }
 
 enum Failure {
@@ -91,6 +130,7 @@ impl ApiPool {
             open: Rc::new(Cell::new(0)),
             timeout,
             max_answer,
+            returned: Notify::default(),
         }
     }
 
@@ -140,7 +180,17 @@ impl ApiPool {
             let reused = self.idle.borrow_mut().pop();
             let (mut stream, was_reused) = match reused {
                 Some(stream) => (stream, true),
-                None => (self.connect().await?, false),
+                None => match self.connect().await {
+                    Ok(stream) => (stream, false),
+                    Err(ApiError::Connect(e)) if out_of_descriptors(&e) && self.open.get() > 0 => {
+                        // The process is out of file descriptors, but this pool has
+                        // connections of its own: wait for one of them to come back
+                        // instead of failing the request (bounded by `api_timeout`).
+                        self.returned.wait().await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             let guard = OpenGuard(self.open.clone());
             match self.round_trip(&mut stream, bytes).await {
@@ -148,7 +198,11 @@ impl ApiPool {
                     if answer.keep_alive {
                         std::mem::forget(guard);
                         self.idle.borrow_mut().push(stream);
+                    } else {
+                        drop(stream);
+                        drop(guard);
                     }
+                    self.returned.notify_one();
                     return Ok(answer);
                 }
                 Err(Failure::Stale) if was_reused => continue,
@@ -158,7 +212,12 @@ impl ApiPool {
                         "closed before answering",
                     )))
                 }
-                Err(Failure::Failed(e)) => return Err(e),
+                Err(Failure::Failed(e)) => {
+                    drop(stream);
+                    drop(guard);
+                    self.returned.notify_one();
+                    return Err(e);
+                }
             }
         }
     }
