@@ -215,11 +215,11 @@ pub struct Cli {
     )]
     pub max_head_size: String,
 
-    /// Write a CPU profile to FILE [default: none = no profiling]
+    /// Write a CPU profile to FILE at exit and on SIGUSR2: a flame graph if FILE ends in .svg, else pprof protobuf (go tool pprof) [default: none = no profiling]
     #[arg(long, env = "WS2API_CPUPROFILE", value_name = "FILE")]
     pub cpuprofile: Option<PathBuf>,
 
-    /// Write a memory profile to FILE [default: none = no profiling]
+    /// Write a heap profile (live bytes by call site, sampled every ~512 KiB allocated) to FILE at exit and on SIGUSR2: a flame graph if FILE ends in .svg, else folded stacks [default: none = no profiling]
     #[arg(long, env = "WS2API_MEMPROFILE", value_name = "FILE")]
     pub memprofile: Option<PathBuf>,
 

@@ -19,6 +19,8 @@
 //! - [`error`]: errors that know which side failed, mapped to a status in one place.
 //! - [`server`]: binding, starting and stopping the shards.
 //! - [`demo`]: the built-in demo API of `--demo`.
+//! - [`profile`]: `--cpuprofile` (pprof-rs) and `--memprofile` (the sampling global allocator).
+//! - [`logger`]: the stderr logger and per-shard rate limits on repeated log lines.
 //!
 //! The substrate (executors, shard function, mesh, connection table, hand-off) is
 //! the `ws2api-shards` crate, which knows nothing of HTTP or WebSocket.
@@ -33,6 +35,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod logger;
+pub mod profile;
 pub mod server;
 pub mod shard;
 pub mod stats;

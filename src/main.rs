@@ -1,30 +1,36 @@
 //! The `ws2api` binary: flags → validated Config → a running gateway until SIGTERM/SIGINT.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use ws2api::config::{parse_args_or_exit, ApiUrl};
 use ws2api::demo::Demo;
+use ws2api::profile::{Profiler, SamplingAlloc};
 use ws2api::server::Gateway;
+
+/// glibc malloc, sampled only while `--memprofile` is on (see `profile.rs`).
+#[global_allocator]
+static ALLOC: SamplingAlloc = SamplingAlloc;
 
 fn main() -> ExitCode {
     let mut config = parse_args_or_exit();
-    for (flag, given) in [
-        ("cpuprofile", config.cpuprofile.is_some()),
-        ("memprofile", config.memprofile.is_some()),
-    ] {
-        if given {
-            eprintln!("ws2api: error: --{flag}: profiling is not available in this version");
+    ws2api::logger::init(config.log_level.as_str());
+    let profiler = match Profiler::start(config.cpuprofile.as_deref(), config.memprofile.as_deref())
+    {
+        Ok(profiler) => Arc::new(profiler),
+        Err(e) => {
+            eprintln!("ws2api: error: {e}");
             return ExitCode::from(2);
         }
-    }
-    ws2api::logger::init(config.log_level.as_str());
+    };
 
     // Signals are taken by one thread with sigwait: block them before any thread starts.
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGTERM);
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGUSR1);
+    signals.add(Signal::SIGUSR2);
     if let Err(e) = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&signals), None) {
         eprintln!("ws2api: error: cannot block signals: {e}");
         return ExitCode::from(1);
@@ -67,11 +73,17 @@ fn main() -> ExitCode {
     );
 
     let stopper = gateway.stopper();
+    let signal_profiler = Arc::clone(&profiler);
     let _ = std::thread::Builder::new()
         .name("ws2api-signals".into())
         .spawn(move || loop {
             match signals.wait() {
                 Ok(Signal::SIGUSR1) => stopper.dump(),
+                Ok(Signal::SIGUSR2) => {
+                    if let Err(e) = signal_profiler.write() {
+                        log::error!("ws2api: {e}");
+                    }
+                }
                 Ok(signal) => {
                     log::info!("ws2api: {signal}: closing every client, then exiting");
                     stopper.stop();
@@ -80,7 +92,11 @@ fn main() -> ExitCode {
             }
         });
 
-    match gateway.join() {
+    let joined = gateway.join();
+    if let Err(e) = profiler.write() {
+        eprintln!("ws2api: error: {e}");
+    }
+    match joined {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ws2api: error: {e}");
