@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     if let Some(demo) = &demo {
         demo.set_control(gateway.control_addr);
         eprintln!(
-            "ws2api: demo API on http://{}/ - try: websocat ws://{}/alice, then send \"hello\" or \"push hi\"",
+            "ws2api: demo API on http://{}/ - try: python3 -m websockets ws://{}/alice, then send \"hello\" or \"push hi\"",
             demo.addr, gateway.public_addr
         );
     }
