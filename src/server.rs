@@ -31,6 +31,20 @@ pub enum StartError {
     Runtime(io::Error),
 }
 
+/// 48 random bits naming this gateway process in connection ids. `RandomState` is
+/// seeded from the OS's random source, so no extra dependency is needed.
+fn process_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.finish() & 0xffff_ffff_ffff
+}
+
 /// A running gateway.
 pub struct Gateway {
     /// Where WebSocket clients connect (port 0 resolved).
@@ -82,10 +96,7 @@ impl Gateway {
                 addr: config.control_listen,
                 source,
             })?;
-        let boot = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let boot = process_id();
         let plan: MeshPlan<ShardMsg> = MeshPlan::new(shards, MESH_CAPACITY);
         let config = Arc::new(config);
         let mut wakers = Vec::with_capacity(shards);

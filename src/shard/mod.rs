@@ -170,11 +170,13 @@ impl Shard {
         self.config.max_connections.div_ceil(self.count)
     }
 
-    /// A fresh `X-Connection-Id`: unique across shards and restarts.
+    /// A fresh `X-Connection-Id`: `<process>-<shard>-<sequence>`, where `<process>` is
+    /// 48 random bits drawn at start, so ids differ across shards, restarts and
+    /// gateways started together behind one load balancer.
     pub fn next_conn_id(&self) -> Box<str> {
         let seq = self.conn_seq.get() + 1;
         self.conn_seq.set(seq);
-        format!("{:x}-{}-{}", self.boot, self.id, seq).into_boxed_str()
+        format!("{:012x}-{}-{}", self.boot, self.id, seq).into_boxed_str()
     }
 
     /// Carries out `op` on this shard (it must own the client).
@@ -366,7 +368,6 @@ const SWEEP_WITHOUT_PINGS: Duration = Duration::from_secs(30);
 async fn liveness_sweep(shard: Rc<Shard>) {
     let ping = shard.config.ping_interval;
     let interval = ping.unwrap_or(SWEEP_WITHOUT_PINGS);
-    let max_outbound = shard.config.max_outbound_bytes;
     loop {
         glommio::timer::sleep(interval).await;
         if shard.draining() {
@@ -380,7 +381,7 @@ async fn liveness_sweep(shard: Rc<Shard>) {
             .collect();
         let (mut timed_out, mut stalled) = (0u64, 0u64);
         for conn in conns {
-            match conn.liveness_tick(ping.is_some(), max_outbound) {
+            match conn.liveness_tick(ping.is_some()) {
                 Liveness::TimedOut => timed_out += 1,
                 Liveness::Stalled => stalled += 1,
                 Liveness::Alive | Liveness::Pinged => {}

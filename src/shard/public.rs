@@ -185,9 +185,25 @@ pub async fn upgrade(
     if shard.draining() {
         conn.close(1001, "shutdown");
     }
+    bound_kernel_send_buffer(&stream, shard.config.max_outbound_bytes);
     let leftover = buf[head_len..].to_vec();
     drop(buf);
     glommio::spawn_local(session::serve(shard, stream, conn, key, leftover, token)).detach();
+}
+
+/// Caps the kernel's send buffer of a client socket at a quarter of
+/// `--max-outbound-bytes` (16 KiB to 256 KiB; the kernel doubles it). Left to
+/// autotuning, a client that stops reading lets the kernel absorb megabytes of its
+/// queue, which at 250k sockets is memory nobody bounded, and hides the stall from
+/// the gateway's own queue bound.
+fn bound_kernel_send_buffer(stream: &TcpStream, max_outbound: usize) {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    let size = (max_outbound / 4).clamp(16 << 10, 256 << 10);
+    // SAFETY: the descriptor is open for as long as `stream` lives, and only borrowed here.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    if let Err(e) = nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBuf, &size) {
+        log::debug!("SO_SNDBUF {size}: {e}");
+    }
 }
 
 type Prepared = (usize, RequestHead, crate::client_id::ClientId, String);

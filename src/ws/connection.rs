@@ -85,7 +85,12 @@ pub struct Conn {
     closing: Cell<bool>,
     inflight: Cell<usize>,
     idle_ticks: Cell<u8>,
-    stalled: Cell<bool>,
+    /// A frame was refused for a full queue, and the queue has not emptied since.
+    refused: Cell<bool>,
+    /// Bytes written to the socket so far (wrapping), to tell a slow reader from none.
+    written: Cell<u64>,
+    /// `written` at the previous tick while `refused`; the next tick checks for progress.
+    stall_mark: Cell<Option<u64>>,
     messages_in: Cell<u64>,
     messages_out: Cell<u64>,
     finished: Cell<bool>,
@@ -106,7 +111,9 @@ impl Conn {
             closing: Cell::new(false),
             inflight: Cell::new(0),
             idle_ticks: Cell::new(0),
-            stalled: Cell::new(false),
+            refused: Cell::new(false),
+            written: Cell::new(0),
+            stall_mark: Cell::new(None),
             messages_in: Cell::new(0),
             messages_out: Cell::new(0),
             finished: Cell::new(false),
@@ -125,6 +132,7 @@ impl Conn {
             let mut out = self.out.borrow_mut();
             // An empty queue takes any one message (its size is bounded elsewhere).
             if !out.is_empty() && out.len().saturating_add(payload.len()) > limit {
+                self.refused.set(true);
                 return Err(PushError::Full);
             }
             if binary {
@@ -175,24 +183,27 @@ impl Conn {
         self.wake();
     }
 
-    /// One liveness tick (the shard's sweep calls it every `--ping-interval`). With
-    /// `ping`, a connection that sent nothing since the last tick gets a ping, and one
-    /// that sent nothing for two ticks is closed with cause `timeout`; a connection
-    /// waiting on the API server is not read, so it counts as alive. A connection
-    /// whose outbound queue was at `max_outbound` at two ticks in a row reads
-    /// nothing: it is closed with 1008.
-    pub fn liveness_tick(&self, ping: bool, max_outbound: usize) -> Liveness {
+    /// One liveness tick (the shard's sweep calls it every `--ping-interval`, or every
+    /// 30 s without pings). With `ping`, a connection that sent nothing since the last
+    /// tick gets a ping, and one that sent nothing for two ticks is closed with cause
+    /// `timeout`; a connection waiting on the API server is not read, so it counts as
+    /// alive. Once a frame was refused for a full queue, every tick checks that the
+    /// client took some of its queue since the previous tick; one that took nothing
+    /// for a whole interval reads nothing, and is closed with 1008.
+    pub fn liveness_tick(&self, ping: bool) -> Liveness {
         if self.closing.get() {
             return Liveness::Alive;
         }
-        if self.out.borrow().len() >= max_outbound {
-            // Full at the last push and still full a tick later: the client reads nothing.
-            if self.stalled.replace(true) {
+        if self.out.borrow().is_empty() {
+            // Everything went out: whatever was refused before is forgiven.
+            self.refused.set(false);
+            self.stall_mark.set(None);
+        } else if self.refused.get() {
+            let written = self.written.get();
+            if self.stall_mark.replace(Some(written)) == Some(written) {
                 self.close(1008, "send queue full");
                 return Liveness::Stalled;
             }
-        } else {
-            self.stalled.set(false);
         }
         if !ping {
             return Liveness::Alive;
@@ -402,6 +413,7 @@ fn poll_step(
                 }
                 Poll::Ready(Ok(n)) => {
                     out.drain(..n);
+                    conn.written.set(conn.written.get().wrapping_add(n as u64));
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Step::Failed(e)),
                 Poll::Pending => break,
@@ -514,9 +526,9 @@ mod tests {
     #[test]
     fn a_silent_peer_is_pinged_then_timed_out() {
         let c = conn();
-        assert_eq!(c.liveness_tick(true, 1024), Liveness::Pinged);
+        assert_eq!(c.liveness_tick(true), Liveness::Pinged);
         assert_eq!(*c.out.borrow(), b"\x89\x00");
-        assert_eq!(c.liveness_tick(true, 1024), Liveness::TimedOut);
+        assert_eq!(c.liveness_tick(true), Liveness::TimedOut);
         assert_eq!(*c.close.borrow(), Some(Ended::new(1006, "timeout")));
     }
 
@@ -524,39 +536,56 @@ mod tests {
     fn a_peer_waiting_on_the_api_is_alive() {
         let c = conn();
         c.inflight.set(1);
-        assert_eq!(c.liveness_tick(true, 1024), Liveness::Alive);
-        assert_eq!(c.liveness_tick(true, 1024), Liveness::Alive);
+        assert_eq!(c.liveness_tick(true), Liveness::Alive);
+        assert_eq!(c.liveness_tick(true), Liveness::Alive);
         c.message_done();
-        assert_eq!(c.liveness_tick(true, 1024), Liveness::Pinged);
+        assert_eq!(c.liveness_tick(true), Liveness::Pinged);
     }
 
     #[test]
     fn without_pings_a_silent_peer_stays() {
         let c = conn();
         for _ in 0..5 {
-            assert_eq!(c.liveness_tick(false, 1024), Liveness::Alive);
+            assert_eq!(c.liveness_tick(false), Liveness::Alive);
         }
         assert_eq!(c.queued_bytes(), 0);
     }
 
     #[test]
-    fn a_queue_full_at_two_ticks_closes_with_1008() {
+    fn a_refused_frame_and_no_progress_for_a_tick_closes_with_1008() {
         let c = conn();
-        c.send(&[b'x'; 20], false, 64).unwrap();
-        assert_eq!(c.liveness_tick(false, 16), Liveness::Alive);
-        assert_eq!(c.liveness_tick(false, 16), Liveness::Stalled);
+        c.send(&[b'x'; 40], false, 64).unwrap();
+        assert_eq!(c.send(&[b'y'; 40], false, 64), Err(PushError::Full));
+        // The tick after the refusal marks; the next one finds nothing written.
+        assert_eq!(c.liveness_tick(false), Liveness::Alive);
+        assert_eq!(c.liveness_tick(false), Liveness::Stalled);
         assert_eq!(*c.close.borrow(), Some(Ended::new(1008, "send queue full")));
     }
 
     #[test]
-    fn a_queue_that_drains_between_ticks_is_not_stalled() {
+    fn a_slow_reader_that_makes_progress_is_not_stalled() {
         let c = conn();
-        c.send(&[b'x'; 20], false, 64).unwrap();
-        assert_eq!(c.liveness_tick(false, 16), Liveness::Alive);
-        c.out.borrow_mut().clear();
-        assert_eq!(c.liveness_tick(false, 16), Liveness::Alive);
-        c.send(&[b'x'; 20], false, 64).unwrap();
-        assert_eq!(c.liveness_tick(false, 16), Liveness::Alive);
+        c.send(&[b'x'; 40], false, 64).unwrap();
+        assert_eq!(c.send(&[b'y'; 40], false, 64), Err(PushError::Full));
+        assert_eq!(c.liveness_tick(false), Liveness::Alive);
+        // Some bytes go out between every two ticks.
+        for _ in 0..3 {
+            c.out.borrow_mut().drain(..10);
+            c.written.set(c.written.get() + 10);
+            assert_eq!(c.liveness_tick(false), Liveness::Alive);
+        }
+        assert!(!c.is_closing());
+        // Then none: closed at the next tick.
+        assert_eq!(c.liveness_tick(false), Liveness::Stalled);
+    }
+
+    #[test]
+    fn a_full_queue_without_a_refusal_is_not_stalled() {
+        let c = conn();
+        c.send(&[b'x'; 200], false, 64).unwrap();
+        for _ in 0..3 {
+            assert_eq!(c.liveness_tick(false), Liveness::Alive);
+        }
     }
 
     #[test]

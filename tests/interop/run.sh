@@ -46,7 +46,7 @@ trap 'exit 143' TERM
 # A free TCP port: bind port 0 and let the kernel choose. (Tiny race until the
 # server binds it again; fine on a test machine.)
 free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close(); print(port)'
 }
 
 # Wait until 127.0.0.1:$1 accepts a TCP connection: probe every 0.1 s, at most 10 s.

@@ -92,6 +92,23 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Instead of a proper answer, misbehave this way.
+    pub fault: Option<Fault>,
+}
+
+/// A way for the fake API server to misbehave instead of answering.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Never answer: keep the connection open, reading, until the gateway closes it
+    /// (or [`WAIT`] passes).
+    Stall,
+    /// Write these bytes as they are, then close the connection (FIN).
+    RawThenClose(Vec<u8>),
+    /// Write these bytes as they are, then reset the connection (RST: SO_LINGER 0).
+    RawThenReset(Vec<u8>),
+    /// Write `head`, then `len` body bytes in 64 KiB pieces (never held whole in
+    /// memory), then close.
+    Stream { head: Vec<u8>, len: usize },
 }
 
 impl Reply {
@@ -106,7 +123,37 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            fault: None,
         }
+    }
+
+    /// No answer at all: the connection stays open and silent.
+    pub fn stall() -> Reply {
+        Reply::fault(Fault::Stall)
+    }
+
+    /// `bytes` on the wire (not necessarily HTTP), then FIN.
+    pub fn raw_then_close(bytes: &[u8]) -> Reply {
+        Reply::fault(Fault::RawThenClose(bytes.to_vec()))
+    }
+
+    /// `bytes` on the wire, then RST.
+    pub fn raw_then_reset(bytes: &[u8]) -> Reply {
+        Reply::fault(Fault::RawThenReset(bytes.to_vec()))
+    }
+
+    /// `head` on the wire, then `len` bytes of body streamed, then FIN.
+    pub fn stream(head: &[u8], len: usize) -> Reply {
+        Reply::fault(Fault::Stream {
+            head: head.to_vec(),
+            len,
+        })
+    }
+
+    fn fault(fault: Fault) -> Reply {
+        let mut reply = Reply::status(200);
+        reply.fault = Some(fault);
+        reply
     }
 
     /// `200` with `body` as `application/octet-stream`.
@@ -205,34 +252,78 @@ impl FakeApiBuilder {
 
     /// Binds `127.0.0.1:0` and starts serving, one thread per connection.
     pub fn start(self) -> FakeApi {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake API");
+        let listener = reusable_listener("127.0.0.1:0".parse().unwrap()).expect("bind fake API");
         let addr = listener.local_addr().expect("fake API address");
         let shared = Arc::new(Shared::default());
         let answers = Arc::new(self);
-        let accept_shared = shared.clone();
-        thread::Builder::new()
-            .name("fake-api".into())
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if accept_shared.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let shared = accept_shared.clone();
-                    let answers = answers.clone();
-                    thread::spawn(move || serve_api_conn(stream, &shared, &answers));
-                }
-            })
-            .expect("spawn fake API");
-        FakeApi { addr, shared }
+        let accepting = spawn_accept_loop(listener, shared.clone(), answers.clone());
+        FakeApi {
+            addr,
+            shared,
+            answers,
+            accepting: Mutex::new(Some(accepting)),
+        }
     }
+}
+
+/// A listening socket with SO_REUSEADDR, so that a stopped fake API server can bind
+/// its port again while connections of its earlier life linger in TIME_WAIT.
+pub fn reusable_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
+}
+
+/// One life of the fake API server's listener: its accept thread and its stop flag.
+struct Accepting {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<()>,
+}
+
+fn spawn_accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    answers: Arc<FakeApiBuilder>,
+) -> Accepting {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let thread = thread::Builder::new()
+        .name("fake-api".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break; // the listener closes here: connects are refused
+                }
+                let Ok(stream) = stream else { continue };
+                let id = shared.next_conn.fetch_add(1, Ordering::SeqCst);
+                if let Ok(clone) = stream.try_clone() {
+                    shared.conns.lock().unwrap().insert(id, clone);
+                }
+                let shared = shared.clone();
+                let answers = answers.clone();
+                thread::spawn(move || {
+                    serve_api_conn(stream, &shared, &answers);
+                    shared.conns.lock().unwrap().remove(&id);
+                });
+            }
+        })
+        .expect("spawn fake API");
+    Accepting { stop, thread }
 }
 
 #[derive(Default)]
 struct Shared {
     log: Mutex<Vec<Recorded>>,
     changed: Condvar,
-    stop: AtomicBool,
+    /// The connections being served, by a sequence number, so that a stop can cut them.
+    conns: Mutex<std::collections::HashMap<u64, TcpStream>>,
+    next_conn: std::sync::atomic::AtomicU64,
 }
 
 /// A fake API server: records every request and answers as built.
@@ -240,6 +331,8 @@ pub struct FakeApi {
     /// Where it listens; give it to [`Config::for_tests`].
     pub addr: SocketAddr,
     shared: Arc<Shared>,
+    answers: Arc<FakeApiBuilder>,
+    accepting: Mutex<Option<Accepting>>,
 }
 
 impl FakeApi {
@@ -276,7 +369,9 @@ impl FakeApi {
             }
             let now = Instant::now();
             if now >= deadline {
-                panic!("timed out waiting for {what}; the API server saw: {log:#?}");
+                let seen = format!("{log:#?}");
+                drop(log); // not poisoned: the fake server's threads go on
+                panic!("timed out waiting for {what}; the API server saw: {seen}");
             }
             log = self
                 .shared
@@ -303,11 +398,44 @@ impl FakeApi {
     }
 }
 
+impl FakeApi {
+    /// Goes down like a crashed server: the listener is closed (connects are refused)
+    /// and every open connection is cut, so nothing more is answered until
+    /// [`FakeApi::restart`].
+    pub fn stop_listening(&self) {
+        if let Some(accepting) = self.accepting.lock().unwrap().take() {
+            accepting.stop.store(true, Ordering::SeqCst);
+            // Wake the accept loop; it sees the flag and drops the listener.
+            let _ = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT);
+            accepting.thread.join().expect("fake API accept thread");
+        }
+        for (_, stream) in self.shared.conns.lock().unwrap().drain() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Listens again on the same address after [`FakeApi::stop_listening`], with the
+    /// same answers and the same request log.
+    pub fn restart(&self) {
+        let mut accepting = self.accepting.lock().unwrap();
+        assert!(accepting.is_none(), "the fake API server is running");
+        let listener = reusable_listener(self.addr)
+            .unwrap_or_else(|e| panic!("bind {} again: {e}", self.addr));
+        *accepting = Some(spawn_accept_loop(
+            listener,
+            self.shared.clone(),
+            self.answers.clone(),
+        ));
+    }
+}
+
 impl Drop for FakeApi {
     fn drop(&mut self) {
-        // Wake the accept loop so its thread ends.
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
+        // Wake the accept loop so its thread ends (not joined: a drop never waits).
+        if let Some(accepting) = self.accepting.lock().unwrap().take() {
+            accepting.stop.store(true, Ordering::SeqCst);
+            let _ = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT);
+        }
     }
 }
 
@@ -318,6 +446,8 @@ pub fn dead_addr() -> SocketAddr {
 }
 
 fn serve_api_conn(mut stream: TcpStream, shared: &Shared, answers: &FakeApiBuilder) {
+    // Bounds a large answer to a gateway that stopped reading it.
+    let _ = stream.set_write_timeout(Some(WAIT));
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let Some((request, close)) = read_api_request(&mut stream, &mut buf) else {
@@ -334,6 +464,10 @@ fn serve_api_conn(mut stream: TcpStream, shared: &Shared, answers: &FakeApiBuild
             _ => &answers.delete,
         };
         let reply = handler(&request);
+        if let Some(fault) = reply.fault {
+            misbehave(stream, fault);
+            return;
+        }
         let close = close || answers.close_after_answer;
         let mut out = format!("HTTP/1.1 {} Fake\r\n", reply.status);
         for (name, value) in &reply.headers {
@@ -349,6 +483,37 @@ fn serve_api_conn(mut stream: TcpStream, shared: &Shared, answers: &FakeApiBuild
         if stream.write_all(&bytes).is_err() || close || answers.close_silently {
             let _ = stream.shutdown(Shutdown::Both);
             return;
+        }
+    }
+}
+
+/// Carries out `fault` on the connection, which ends with it.
+fn misbehave(mut stream: TcpStream, fault: Fault) {
+    match fault {
+        Fault::Stall => {
+            // Read (and drop) whatever comes until the gateway gives up on us.
+            let _ = stream.set_read_timeout(Some(WAIT));
+            let mut sink = [0u8; 4096];
+            while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        }
+        Fault::RawThenClose(bytes) => {
+            let _ = stream.write_all(&bytes);
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        Fault::RawThenReset(bytes) => {
+            let _ = stream.write_all(&bytes);
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            // Dropping a socket with a zero linger time sends RST.
+        }
+        Fault::Stream { head, mut len } => {
+            let piece = vec![b'z'; 64 << 10];
+            let mut result = stream.write_all(&head);
+            while result.is_ok() && len > 0 {
+                let n = len.min(piece.len());
+                result = stream.write_all(&piece[..n]);
+                len -= n;
+            }
+            let _ = stream.shutdown(Shutdown::Both);
         }
     }
 }
@@ -810,4 +975,380 @@ fn drain_until_closed(ws: &mut Ws) {
 /// close code and reason. Lets the gateway's close handshakes finish promptly.
 pub fn close_watcher(mut ws: Ws) -> thread::JoinHandle<(u16, String)> {
     thread::spawn(move || expect_close(&mut ws))
+}
+
+// ---------------------------------------------------------------------------
+// Waiting, control requests, misbehaving clients
+// ---------------------------------------------------------------------------
+
+/// Polls `done` (every 10 ms, at most [`WAIT`]) until it holds; panics naming `what`.
+/// For state that announces itself nowhere else, such as the gateway's counters.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One request on the control listener (`Connection: close`), with extra header lines.
+pub fn control_request(
+    control: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> HttpReply {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: ws2api\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    http(control, &request)
+}
+
+/// The value of the sample `name{labels}` (labels exactly as rendered, e.g.
+/// `shard="0",kind="timeout"`) in a Prometheus text; `None` if there is none.
+pub fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let key = if labels.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}{{{labels}}}")
+    };
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.parse().expect("a number"))
+}
+
+/// The sum of `name` samples over shards whose other labels are `labels`, e.g.
+/// `sum_over_shards(text, "ws2api_api_errors_total", "kind=\"timeout\"")`; 0 if none.
+pub fn sum_over_shards(text: &str, name: &str, labels: &str) -> f64 {
+    (0..64)
+        .filter_map(|shard| {
+            let all = if labels.is_empty() {
+                format!("shard=\"{shard}\"")
+            } else {
+                format!("shard=\"{shard}\",{labels}")
+            };
+            sample(text, name, &all)
+        })
+        .sum()
+}
+
+/// The reference counter `name` from control `GET /` (`name value` lines).
+pub fn reference_counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .trim()
+        .parse()
+        .expect("a counter")
+}
+
+/// A keep-alive connection to the control listener, for many requests in a row.
+pub struct ControlConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl ControlConn {
+    pub fn open(control: SocketAddr) -> ControlConn {
+        ControlConn {
+            stream: tcp(control),
+            buf: Vec::new(),
+        }
+    }
+
+    /// A push over this connection; returns the status.
+    pub fn push(&mut self, id: &str, content_type: &str, body: &[u8]) -> u16 {
+        let mut request = format!(
+            "POST /{id} HTTP/1.1\r\nHost: ws2api\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        self.stream.write_all(&request).expect("write push");
+        self.read_reply().status
+    }
+
+    /// Reads one answer framed by Content-Length.
+    fn read_reply(&mut self) -> HttpReply {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut response = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head_len) =
+                response.parse(&self.buf).expect("an HTTP answer")
+            {
+                let len: usize = response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .map(|h| {
+                        std::str::from_utf8(h.value)
+                            .unwrap()
+                            .trim()
+                            .parse()
+                            .unwrap()
+                    })
+                    .unwrap_or(0);
+                if self.buf.len() >= head_len + len {
+                    let reply = parse_reply(&self.buf[..head_len + len]);
+                    self.buf.drain(..head_len + len);
+                    return reply;
+                }
+            }
+            let n = self.stream.read(&mut chunk).expect("read control answer");
+            assert!(n > 0, "control listener closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// A client socket whose kernel receive buffer is `rcvbuf` bytes (set before the
+/// connect, so the window is small from the start), with [`IO_TIMEOUT`].
+pub fn tcp_small_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.set_recv_buffer_size(rcvbuf).unwrap();
+    socket.connect(&addr.into()).expect("connect");
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Reads an answer head byte by byte (nothing behind it is consumed); for a
+/// refusal also the body until the server closes.
+pub fn read_reply_head(stream: &mut TcpStream) -> HttpReply {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            Ok(_) => panic!("closed after {:?}", String::from_utf8_lossy(&head)),
+            Err(e) => panic!(
+                "reading an answer: {e}; got {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+        }
+    }
+    let mut reply = parse_reply(&head);
+    if reply.status != 101 {
+        let _ = stream.read_to_end(&mut reply.body);
+    }
+    reply
+}
+
+/// What a peer sees when the other side ends: `Eof` (FIN), `Reset`, or `Bytes`
+/// (the first bytes it sent instead) — read with [`IO_TIMEOUT`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    Eof,
+    Reset,
+    Bytes(Vec<u8>),
+}
+
+/// Reads until the peer sends something or ends.
+pub fn read_ending(stream: &mut TcpStream) -> Ending {
+    let mut buf = [0u8; 1024];
+    match stream.read(&mut buf) {
+        Ok(0) => Ending::Eof,
+        Ok(n) => Ending::Bytes(buf[..n].to_vec()),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ending::Reset,
+        Err(e) => panic!("expected the peer to answer or end: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The real binary as a child process
+// ---------------------------------------------------------------------------
+
+/// The `ws2api` binary of this build, run as a child with its stderr read line by
+/// line on a thread.
+pub struct GatewayProcess {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    /// Every stderr line read so far.
+    pub stderr: Vec<String>,
+    /// Where WebSocket clients connect, from the startup line.
+    pub public: SocketAddr,
+    /// The control listener, from the startup line.
+    pub control: SocketAddr,
+}
+
+/// The path of the `ws2api` binary cargo built for these tests.
+pub fn ws2api_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ws2api")
+}
+
+impl GatewayProcess {
+    /// Starts `ws2api --listen 127.0.0.1:0 --control-listen 127.0.0.1:0 ARGS` and
+    /// waits for its startup line (`public ws://ADDR/<ClientId>, control http://ADDR/`).
+    pub fn spawn(args: &[&str]) -> GatewayProcess {
+        let mut child = std::process::Command::new(ws2api_bin())
+            .args(["--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start ws2api");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            use std::io::BufRead;
+            for line in io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut process = GatewayProcess {
+            child,
+            lines,
+            stderr: Vec::new(),
+            public: dead_addr(),
+            control: dead_addr(),
+        };
+        let line = process.wait_line("the startup line", |l| l.contains(" public ws://"));
+        let addr_after = |marker: &str| -> SocketAddr {
+            let rest = &line[line.find(marker).expect("marker") + marker.len()..];
+            rest[..rest.find('/').unwrap()].parse().expect("an address")
+        };
+        process.public = addr_after("public ws://");
+        process.control = addr_after("control http://");
+        process
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(self.pid(), signal).expect("kill");
+    }
+
+    /// The next stderr line (at most [`WAIT`]); `None` once stderr closed.
+    pub fn next_line(&mut self) -> Option<String> {
+        match self.lines.recv_timeout(WAIT) {
+            Ok(line) => {
+                self.stderr.push(line.clone());
+                Some(line)
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                "no stderr line within {WAIT:?}; so far:\n{}",
+                self.stderr.join("\n")
+            ),
+        }
+    }
+
+    /// Reads stderr lines until one satisfies `pred` (at most [`WAIT`] in all).
+    pub fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no stderr line with {what} within {WAIT:?}; so far:\n{}",
+                    self.stderr.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits (at most [`WAIT`]) for the process to exit; its status. The rest of
+    /// stderr is read into [`GatewayProcess::stderr`].
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ws2api did not exit within {WAIT:?}; stderr:\n{}",
+                self.stderr.join("\n")
+            );
+            thread::sleep(Duration::from_millis(10));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            self.stderr.push(line);
+        }
+        status
+    }
+
+    /// `VmHWM` (peak resident memory) of the process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .expect("VmHWM")
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .expect("a number")
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs the binary with `args` to its end (at most [`WAIT`]): exit code and stderr.
+pub fn run_ws2api(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(ws2api_bin())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ws2api");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ws2api {args:?} did not exit within {WAIT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    (status.code(), reader.join().unwrap())
 }

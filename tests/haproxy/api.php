@@ -1,0 +1,50 @@
+<?php
+// A minimal API server for tests/haproxy/run.sh: accepts every client, echoes
+// messages, and records the X-Forwarded-For of every request ws2api makes, so the
+// test can check that the address HAProxy saw reached the backend.
+//
+//   GET    /<ClientId>   "ok"                  (Connect)
+//   POST   /<ClientId>   "echo: <body>"        (Message)
+//   DELETE /<ClientId>   "ok"                  (Disconnect)
+//   GET    /_seen        the log: one "METHOD ClientId X-Forwarded-For X-Connection-Id" per line
+//
+// Run as the router script of `php -S`, with HAPROXY_TEST_LOG naming the log file.
+
+$log = getenv('HAPROXY_TEST_LOG') ?: '/tmp/ws2api-haproxy-test.log';
+$method = $_SERVER['REQUEST_METHOD'];
+$path = parse_url($_SERVER['REQUEST_URI'], PHP_URL_PATH) ?? '/';
+
+function reply(int $status, string $body): void
+{
+    http_response_code($status);
+    header('Content-Type: text/plain; charset=utf-8');
+    header('Content-Length: ' . strlen($body));
+    echo $body;
+}
+
+if ($method === 'GET' && $path === '/_seen') {
+    reply(200, is_file($log) ? (string) file_get_contents($log) : '');
+    return true;
+}
+
+if (!preg_match('#^/([A-Za-z0-9._~-]{1,128})$#', $path, $m)) {
+    reply(404, "not found\n");
+    return true;
+}
+$id = $m[1];
+$xff = $_SERVER['HTTP_X_FORWARDED_FOR'] ?? '-';
+$conn = $_SERVER['HTTP_X_CONNECTION_ID'] ?? '-';
+file_put_contents($log, "$method $id $xff $conn\n", FILE_APPEND | LOCK_EX);
+
+switch ($method) {
+    case 'GET':
+    case 'DELETE':
+        reply(200, 'ok');
+        break;
+    case 'POST':
+        reply(200, 'echo: ' . file_get_contents('php://input'));
+        break;
+    default:
+        reply(405, "method not allowed\n");
+}
+return true;
