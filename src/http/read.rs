@@ -27,15 +27,7 @@ pub async fn read_head<S: AsyncRead + Unpin>(
         if filled >= max_head {
             return Err(RequestError::HeadTooLarge.into());
         }
-        buf.resize(filled + READ_CHUNK.min(max_head - filled + 1), 0);
-        let n = match stream.read(&mut buf[filled..]).await {
-            Ok(n) => n,
-            Err(e) => {
-                buf.truncate(filled);
-                return Err(Error::ClientIo(e));
-            }
-        };
-        buf.truncate(filled + n);
+        let n = read_more(stream, buf, READ_CHUNK.min(max_head - filled + 1)).await?;
         if n == 0 {
             // EOF: a clean end between requests, or a cut-off head.
             return if filled == 0 {
@@ -63,20 +55,24 @@ pub async fn read_proxy_header<S: AsyncRead + Unpin>(
                 return Ok(header);
             }
         }
-        let filled = buf.len();
-        buf.resize(filled + 256, 0);
-        let n = match stream.read(&mut buf[filled..]).await {
-            Ok(n) => n,
-            Err(e) => {
-                buf.truncate(filled);
-                return Err(Error::ClientIo(e));
-            }
-        };
-        buf.truncate(filled + n);
-        if n == 0 {
+        if read_more(stream, buf, 256).await? == 0 {
             return Err(Error::ClientIo(std::io::ErrorKind::UnexpectedEof.into()));
         }
     }
+}
+
+/// Appends at most `chunk` bytes read from `stream` to `buf`; returns how many (0 at EOF).
+async fn read_more<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    chunk: usize,
+) -> Result<usize, Error> {
+    let filled = buf.len();
+    buf.resize(filled + chunk, 0);
+    let result = stream.read(&mut buf[filled..]).await;
+    let n = *result.as_ref().unwrap_or(&0);
+    buf.truncate(filled + n);
+    result.map_err(Error::ClientIo)
 }
 
 /// Reads until `buf` holds at least `len` bytes.
