@@ -200,6 +200,30 @@ impl<N: Clone + Eq + Hash, V> Table<N, V> {
     pub fn keys(&self) -> Vec<Key> {
         self.iter().map(|(key, _, _)| key).collect()
     }
+
+    /// The entries whose slot index is `part` modulo `parts`: walking `part` = 0, 1, …,
+    /// `parts - 1` visits every entry exactly once, and an entry stays in the same
+    /// part for its whole life, however the table grows. Costs O(slots / parts).
+    pub fn slice(&self, part: usize, parts: usize) -> impl Iterator<Item = (Key, &V)> {
+        let parts = parts.max(1);
+        self.slots
+            .iter()
+            .enumerate()
+            .skip(part % parts)
+            .step_by(parts)
+            .filter_map(|(index, slot)| match slot {
+                Slot::Occupied {
+                    generation, value, ..
+                } => Some((
+                    Key {
+                        index: index as u32,
+                        generation: *generation,
+                    },
+                    value,
+                )),
+                Slot::Vacant { .. } => None,
+            })
+    }
 }
 
 #[cfg(test)]
@@ -252,6 +276,22 @@ mod tests {
         assert_eq!(t.lookup(&"a"), Some(second));
         assert_eq!(t.remove(second), Some(2));
         assert_eq!(t.lookup(&"a"), None);
+    }
+
+    #[test]
+    fn slices_visit_every_entry_once() {
+        let mut t: Table<u32, u32> = Table::new();
+        for i in 0..23 {
+            t.insert(i, i);
+        }
+        t.remove(t.lookup(&5).unwrap());
+        let mut seen: Vec<u32> = (0..4)
+            .flat_map(|part| t.slice(part, 4).map(|(_, v)| *v))
+            .collect();
+        seen.sort();
+        let want: Vec<u32> = (0..23).filter(|&i| i != 5).collect();
+        assert_eq!(seen, want);
+        assert!(t.slice(1, 4).all(|(key, _)| key.index() % 4 == 1));
     }
 
     #[test]
