@@ -355,10 +355,11 @@ impl AnswerDecoder {
             let new = &input[used..used + take];
             let old_len = self.head.len();
             self.head.extend_from_slice(new);
-            // A head only completes on a LF, and a parse error shows up by the end of a line at
-            // the latest; parse only then (and at the cap) to stay linear on byte-sized feeds.
+            // A head only completes on a LF; before the first LF there is nothing to parse.
+            // Once a line is in, parse on every feed, so that an error in a partial header
+            // line is reported the same however the bytes are split.
             let full = self.head.len() >= MAX_HEAD;
-            if !new.contains(&b'\n') && !full {
+            if !full && !new.contains(&b'\n') && !self.head[..old_len].contains(&b'\n') {
                 return Ok((used + take, false));
             }
             match self.parse_head()? {
@@ -692,6 +693,22 @@ fn list_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 #[cfg(test)]
 mod tests {
+    /// Found by the `answer_codec` fuzz target: a bad header name in a line that has
+    /// no LF yet was reported when fed whole but not when it came in its own piece.
+    #[test]
+    fn a_bad_partial_header_line_is_an_error_however_the_bytes_arrive() {
+        let whole = b"HTTP/1.1 200 OK\r\nBad Name";
+        let mut decoder = super::AnswerDecoder::new(1 << 16, false);
+        let whole_result = decoder.feed(whole);
+        assert!(
+            matches!(whole_result, Err(super::AnswerError::Malformed(_))),
+            "{whole_result:?}"
+        );
+        let mut decoder = super::AnswerDecoder::new(1 << 16, false);
+        assert!(matches!(decoder.feed(&whole[..17]), Ok((17, None))));
+        assert_eq!(decoder.feed(&whole[17..]), whole_result);
+    }
+
     use super::*;
 
     const MAX: usize = 1 << 20;

@@ -97,17 +97,20 @@ fn parse_v1(buf: &[u8], max: usize) -> Result<Option<(usize, ProxyHeader)>, Prox
     for (i, &byte) in window.iter().enumerate() {
         match byte {
             b'\r' => {
+                // The line ends here or nowhere: if its CRLF cannot fit, it is too long,
+                // whatever follows (so the verdict does not depend on how bytes arrive).
+                if i + 2 > limit {
+                    return Err(ProxyError::TooLong);
+                }
                 return match buf.get(i + 1) {
-                    Some(b'\n') if i + 2 <= limit => {
+                    Some(b'\n') => {
                         let line = buf
                             .get(V1_PREFIX.len()..i)
                             .ok_or(ProxyError::Malformed("v1 header cut short"))?;
                         parse_v1_line(line).map(|header| Some((i + 2, header)))
                     }
-                    Some(b'\n') => Err(ProxyError::TooLong),
                     Some(_) => Err(ProxyError::Malformed("v1 header has CR without LF")),
-                    None if i + 2 <= limit => Ok(None),
-                    None => Err(ProxyError::TooLong),
+                    None => Ok(None),
                 };
             }
             b'\n' => return Err(ProxyError::Malformed("v1 header has LF without CR")),
@@ -296,6 +299,19 @@ fn v2_proxied(src: IpAddr, dst: IpAddr, ports: &[u8]) -> ProxyHeader {
 
 #[cfg(test)]
 mod tests {
+    /// Found by the `proxy_header` fuzz target: a CR at the last byte that cannot hold a
+    /// CRLF gave `Malformed` when the next byte was there and `TooLong` when it was not.
+    #[test]
+    fn a_cr_with_no_room_for_its_lf_is_too_long_however_the_bytes_arrive() {
+        let mut line = b"PROXY ".to_vec();
+        line.extend_from_slice(&[b'A'; 100]);
+        line.push(b'\r');
+        assert_eq!(line.len(), 107);
+        assert_eq!(super::parse(&line, 4096), Err(super::ProxyError::TooLong));
+        line.push(b'X');
+        assert_eq!(super::parse(&line, 4096), Err(super::ProxyError::TooLong));
+    }
+
     use super::*;
     use proptest::prelude::*;
 
