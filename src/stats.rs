@@ -145,7 +145,7 @@ pub struct ShardStats {
     /// Closes by code (close code → count), reported to the API server.
     pub closes: std::collections::BTreeMap<u16, u64>,
     /// Failed requests to the API server by kind (`connect`, `broken`, `timeout`,
-    /// `bad_answer`, `status`).
+    /// `bad_answer`, `status`, `stopping`).
     pub api_errors: std::collections::BTreeMap<&'static str, u64>,
     /// Requests to the API server in flight now (gauge).
     pub requests_in_flight: u64,
