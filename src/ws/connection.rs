@@ -184,9 +184,9 @@ impl Conn {
     }
 
     /// One liveness tick (the shard's sweep calls it every `--ping-interval`, or every
-    /// 30 s without pings). With `ping`, a connection that sent nothing since the last
-    /// tick gets a ping, and one that sent nothing for two ticks is closed with cause
-    /// `timeout`; a connection waiting on the API server is not read, so it counts as
+    /// 30 s without pings). With `ping`, a connection that sent nothing for a whole
+    /// interval gets a ping, and one that then stays silent for another interval is
+    /// closed with cause `timeout` (a connection that speaks is never pinged); a connection waiting on the API server is not read, so it counts as
     /// alive. Once a frame was refused for a full queue, every tick checks that the
     /// client took some of its queue since the previous tick; one that took nothing
     /// for a whole interval reads nothing, and is closed with 1008.
@@ -212,10 +212,14 @@ impl Conn {
             self.idle_ticks.set(0);
             return Liveness::Alive;
         }
+        // `idle_ticks` counts the ticks since the peer was last heard from (a read
+        // resets it): 0 → it spoke during the last interval; 1 → silent for a whole
+        // interval, so ping it; 2 → silent through the ping's interval too.
         let ticks = self.idle_ticks.get().saturating_add(1);
         self.idle_ticks.set(ticks);
         match ticks {
-            1 => {
+            1 => Liveness::Alive,
+            2 => {
                 codec::encode_ping(&mut self.out.borrow_mut(), b"");
                 self.wake();
                 Liveness::Pinged
@@ -524,8 +528,19 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_that_speaks_every_interval_is_never_pinged() {
+        let c = conn();
+        for _ in 0..5 {
+            assert_eq!(c.liveness_tick(true), Liveness::Alive);
+            c.idle_ticks.set(0); // what a read does
+        }
+        assert_eq!(c.queued_bytes(), 0);
+    }
+
+    #[test]
     fn a_silent_peer_is_pinged_then_timed_out() {
         let c = conn();
+        assert_eq!(c.liveness_tick(true), Liveness::Alive);
         assert_eq!(c.liveness_tick(true), Liveness::Pinged);
         assert_eq!(*c.out.borrow(), b"\x89\x00");
         assert_eq!(c.liveness_tick(true), Liveness::TimedOut);
@@ -539,6 +554,7 @@ mod tests {
         assert_eq!(c.liveness_tick(true), Liveness::Alive);
         assert_eq!(c.liveness_tick(true), Liveness::Alive);
         c.message_done();
+        assert_eq!(c.liveness_tick(true), Liveness::Alive);
         assert_eq!(c.liveness_tick(true), Liveness::Pinged);
     }
 
