@@ -61,9 +61,14 @@ fn main() -> ExitCode {
     };
     if let Some(demo) = &demo {
         demo.set_control(gateway.control_addr);
+        // Listening on all interfaces: show an address a client on this machine can use.
+        let mut reachable = gateway.public_addr;
+        if reachable.ip().is_unspecified() {
+            reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
         eprintln!(
             "ws2api: demo API on http://{}/ - try: python3 -m websockets ws://{}/alice, then send \"hello\" or \"push hi\"",
-            demo.addr, gateway.public_addr
+            demo.addr, reachable
         );
     }
     log::info!(
