@@ -53,14 +53,34 @@ enum Step {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let threads = cli.threads.max(1);
+    // Bound here, with SO_REUSEADDR and SO_REUSEPORT, one socket per thread: a run right
+    // after another finds the port free even with connections still in TIME_WAIT.
+    let mut group = match ws2api_shards::ListenerGroup::bind(
+        cli.listen,
+        threads,
+        ws2api_shards::listener::DEFAULT_BACKLOG,
+    ) {
+        Ok(group) => group,
+        Err(e) => {
+            eprintln!("ws2api-bench-api: error: --listen {}: {e}", cli.listen);
+            return ExitCode::from(2);
+        }
+    };
     let mut handles = Vec::new();
-    for t in 0..cli.threads.max(1) {
-        let (listen, max, stats) = (cli.listen, cli.max_request, cli.stats);
+    for t in 0..threads {
+        let (listen, max, stats) = (group.addr, cli.max_request, cli.stats);
+        let Some(fd) = group.take(t) else {
+            return ExitCode::from(1);
+        };
         let h = LocalExecutorBuilder::new(Placement::Unbound)
             .name(&format!("bench-api-{t}"))
             .ring_depth(4096)
             .io_memory(1 << 20)
-            .spawn(move || async move { serve(listen, max, stats && t == 0, t).await });
+            .spawn(move || async move {
+                let listener = ws2api_shards::listener::into_listener(fd);
+                serve(listener, listen, max, stats && t == 0, t).await
+            });
         match h {
             Ok(h) => handles.push(h),
             Err(e) => {
@@ -78,12 +98,13 @@ fn main() -> ExitCode {
     code
 }
 
-async fn serve(listen: SocketAddr, max: usize, stats: bool, t: usize) -> Result<(), String> {
-    let listener = TcpListener::bind(listen).map_err(|e| {
-        let msg = format!("--listen {listen}: {e}");
-        eprintln!("ws2api-bench-api: error: {msg}");
-        msg
-    })?;
+async fn serve(
+    listener: TcpListener,
+    listen: SocketAddr,
+    max: usize,
+    stats: bool,
+    t: usize,
+) -> Result<(), String> {
     if t == 0 {
         eprintln!("ws2api-bench-api: listening on http://{listen}/");
     }
