@@ -36,6 +36,7 @@ pub async fn serve(
     let decoder = WsDecoder::new(shard.config.max_message_size);
     let limits = Limits {
         max_inflight: shard.config.max_inflight_per_client,
+        max_outbound: shard.config.max_outbound_bytes,
     };
     let on_message = |conn: &Rc<Conn>, message: Message| post_message(&shard, conn, message);
     let ended = connection::run(

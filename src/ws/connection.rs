@@ -146,6 +146,19 @@ impl Conn {
         Ok(())
     }
 
+    /// Answers a ping. A client whose queue is already at `limit` gets no pong for
+    /// this ping (RFC 6455 5.5.3 lets a pong answer only the latest ping) and counts as
+    /// refused, so a client that pings but never reads cannot grow its queue with
+    /// pongs, and the stall check closes it.
+    fn pong(&self, payload: &[u8], limit: usize) {
+        let mut out = self.out.borrow_mut();
+        if out.len() >= limit {
+            self.refused.set(true);
+        } else {
+            codec::encode_pong(&mut out, payload);
+        }
+    }
+
     /// Asks the connection to close with `code` and `reason` (sent to the client and
     /// to the API server). The first request wins.
     pub fn close(&self, code: u16, reason: &str) {
@@ -300,6 +313,8 @@ enum Step {
 pub struct Limits {
     /// Messages handed on and not yet [`Conn::message_done`] before reading stops.
     pub max_inflight: usize,
+    /// `--max-outbound-bytes`: also bounds the pongs a client's pings queue.
+    pub max_outbound: usize,
 }
 
 /// Runs the connection until it ends; returns how it ended. The closing steps are
@@ -328,7 +343,7 @@ pub async fn run(
             match event {
                 WsEvent::Text(body) => queue.push_back(Message::Text(body)),
                 WsEvent::Binary(body) => queue.push_back(Message::Binary(body)),
-                WsEvent::Ping(payload) => codec::encode_pong(&mut conn.out.borrow_mut(), &payload),
+                WsEvent::Ping(payload) => conn.pong(&payload, limits.max_outbound),
                 WsEvent::Pong(_) => {}
                 WsEvent::Close(frame) => {
                     conn.closing.set(true);
@@ -593,6 +608,20 @@ mod tests {
         assert!(!c.is_closing());
         // Then none: closed at the next tick.
         assert_eq!(c.liveness_tick(false), Liveness::Stalled);
+    }
+
+    #[test]
+    fn pings_cannot_grow_a_full_queue_and_count_as_refused() {
+        let c = conn();
+        c.send(&[b'x'; 100], false, 64).unwrap();
+        let queued = c.queued_bytes();
+        c.pong(b"p", 64);
+        assert_eq!(c.queued_bytes(), queued, "no pong past the bound");
+        assert_eq!(c.liveness_tick(false), Liveness::Alive);
+        assert_eq!(c.liveness_tick(false), Liveness::Stalled);
+        let d = conn();
+        d.pong(b"p", 64);
+        assert_eq!(*d.out.borrow(), b"\x8a\x01p");
     }
 
     #[test]
