@@ -3,6 +3,12 @@ use std::{env, fs, path::*, process::Command};
 use cc::Build;
 
 fn main() {
+    // ws2api: rebuild the C parts when they change (the vendored liburing carries a
+    // ws2api addition in src/queue.c; see WS2API.md).
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=rusturing.c");
+    println!("cargo:rerun-if-changed=liburing/src");
+    println!("cargo:rerun-if-env-changed=GLOMMIO_LIBURING_DIR");
     let project = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap())
         .canonicalize()
         .unwrap();

@@ -401,3 +401,30 @@ int __io_uring_sqring_wait(struct io_uring *ring)
 		ret = -errno;
 	return ret;
 }
+
+/*
+ * ws2api: submit the queued SQEs and wait for one completion or until *ts has
+ * passed, in one io_uring_enter (IORING_ENTER_EXT_ARG, kernel 5.11+; callers
+ * check IORING_FEAT_EXT_ARG). ts may be NULL: no timeout. *submitted is set to
+ * the number of SQEs the kernel consumed. Returns 0, or -errno (-ETIME when
+ * the timeout passed, -EINTR on a signal).
+ */
+int io_uring_submit_and_wait_ext(struct io_uring *ring,
+				 struct __kernel_timespec *ts,
+				 unsigned *submitted)
+{
+	struct io_uring_getevents_arg arg = {
+		.sigmask	= 0,
+		.sigmask_sz	= _NSIG / 8,
+		.ts		= (unsigned long) ts,
+	};
+	unsigned head = io_uring_smp_load_acquire(ring->sq.khead);
+	unsigned to_submit = __io_uring_flush_sq(ring);
+	int ret = __sys_io_uring_enter2(ring->ring_fd, to_submit, 1,
+			IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+			(sigset_t *) &arg, sizeof(arg));
+	int err = ret < 0 ? -errno : 0;
+
+	*submitted = io_uring_smp_load_acquire(ring->sq.khead) - head;
+	return err;
+}

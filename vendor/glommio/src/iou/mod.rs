@@ -92,6 +92,17 @@ bitflags::bitflags! {
         const CQSIZE    = 1 << 3;
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
+        /// ws2api: completions do not interrupt the task with an IPI; their task work
+        /// runs at its next kernel entry (Linux 5.19+).
+        const COOP_TASKRUN = 1 << 8;
+        /// ws2api: the kernel sets `IORING_SQ_TASKRUN` in the SQ flags while task work
+        /// waits to run (Linux 5.19+).
+        const TASKRUN_FLAG = 1 << 9;
+        /// ws2api: one thread submits (Linux 6.0+).
+        const SINGLE_ISSUER = 1 << 12;
+        /// ws2api: completion work runs only when that thread enters with
+        /// `IORING_ENTER_GETEVENTS` (Linux 6.1+; needs `SINGLE_ISSUER`).
+        const DEFER_TASKRUN = 1 << 13;
     }
 }
 

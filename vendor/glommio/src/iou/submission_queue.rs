@@ -95,6 +95,34 @@ impl<'ring> SubmissionQueue<'ring> {
         }
     }
 
+    /// ws2api: submits every prepared SQE and waits until one event has completed or
+    /// `timeout` has passed, in one `io_uring_enter` (`IORING_ENTER_EXT_ARG`, which
+    /// needs no timeout SQE). Returns how many SQEs the kernel took; a timeout or a
+    /// signal is not an error.
+    pub fn submit_and_wait_ext(&mut self, timeout: Option<Duration>) -> io::Result<u32> {
+        let mut ts = timeout.map(|d| uring_sys::__kernel_timespec {
+            tv_sec: d.as_secs() as _,
+            tv_nsec: d.subsec_nanos() as _,
+        });
+        let ts_ptr = ts
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |ts| ts as *mut _);
+        let mut submitted = 0;
+        let ret = unsafe {
+            uring_sys::io_uring_submit_and_wait_ext(self.ring.as_ptr(), ts_ptr, &mut submitted)
+        };
+        match -ret {
+            0 | libc::ETIME | libc::EINTR => Ok(submitted),
+            errno => {
+                if submitted > 0 {
+                    Ok(submitted)
+                } else {
+                    Err(io::Error::from_raw_os_error(errno))
+                }
+            }
+        }
+    }
+
     pub fn ready(&self) -> u32 {
         unsafe { uring_sys::io_uring_sq_ready(self.ring.as_ptr()) }
     }

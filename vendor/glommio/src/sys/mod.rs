@@ -306,6 +306,11 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // ws2api: orders the caller's writes (a message, a waker) before the read of
+        // `should_notify`; pairs with the fence a reactor issues after
+        // `prepare_to_sleep` and before its last look at those queues (upstream relies
+        // on a `membarrier()` there instead, an IPI to every core of the process).
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)

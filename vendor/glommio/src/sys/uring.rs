@@ -693,7 +693,12 @@ pub(crate) trait UringCommon {
         self.consume_sqe_queue(&mut queue.submissions, true)
     }
 
+    /// ws2api: runs completion work the kernel deferred to this thread, if any
+    /// (rings set up with `DEFER_TASKRUN`), so that its CQEs can be reaped.
+    fn run_deferred_work(&mut self) {}
+
     fn consume_completion_queue(&mut self, woke: &mut usize) -> usize {
+        self.run_deferred_work();
         let mut completed = 0;
         loop {
             match self.consume_one_event() {
@@ -893,6 +898,8 @@ struct SleepableRing {
     task_queue_stats: AHashMap<TaskQueueHandle, RingIoStats>,
     source_map: Rc<RefCell<SourceMap>>,
     in_kernel: usize,
+    /// ws2api: set up with `DEFER_TASKRUN`: see `with_deferred_work`.
+    defer_taskrun: bool,
 }
 
 impl SleepableRing {
@@ -902,9 +909,36 @@ impl SleepableRing {
         allocator: Rc<UringBufferAllocator>,
         source_map: Rc<RefCell<SourceMap>>,
     ) -> io::Result<Self> {
+        Self::with_deferred_work(size, name, allocator, source_map, false)
+    }
+
+    /// ws2api: ring setup flags. Only this executor's thread submits to and waits on
+    /// its rings, so a completion need not interrupt it: with `COOP_TASKRUN` (5.19+)
+    /// there is no IPI, the work runs at the thread's next kernel entry; with
+    /// `DEFER_TASKRUN` (6.1+, `defer`) it runs only when the thread asks for
+    /// completions (`run_deferred_work`, the sleep's `io_uring_enter`), batched. Each
+    /// falls back to the next on an older kernel: `DEFER_TASKRUN`, `COOP_TASKRUN`, none.
+    fn with_deferred_work(
+        size: usize,
+        name: &'static str,
+        allocator: Rc<UringBufferAllocator>,
+        source_map: Rc<RefCell<SourceMap>>,
+        defer: bool,
+    ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
+        use iou::SetupFlags as F;
+        let deferred = F::SINGLE_ISSUER | F::DEFER_TASKRUN | F::TASKRUN_FLAG;
+        let setup = |flags| iou::IoUring::new_with_flags(size as _, flags, iou::SetupFeatures::empty());
+        let (ring, defer_taskrun) = match defer.then(|| setup(deferred)) {
+            Some(Ok(ring)) => (ring, true),
+            _ => (
+                setup(F::COOP_TASKRUN).or_else(|_| iou::IoUring::new(size as _))?,
+                false,
+            ),
+        };
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            ring,
+            defer_taskrun,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
@@ -1044,6 +1078,28 @@ impl SleepableRing {
         }
     }
 
+    /// ws2api: whether `io_uring_enter` takes a wait timeout as an argument
+    /// (`IORING_FEAT_EXT_ARG`, Linux 5.11+), so that a sleep needs no timeout SQE.
+    fn supports_ext_arg(&self) -> bool {
+        self.ring.raw().features & crate::uring_sys::IORING_FEAT_EXT_ARG != 0
+    }
+
+    /// ws2api: moves queued submissions into SQEs without entering the kernel (unless
+    /// the SQ ring is full); the next `submit_sqes` or `submit_and_wait` sends them.
+    fn prepare_submissions(&mut self) -> io::Result<usize> {
+        let q = self.submission_queue();
+        let mut queue = q.borrow_mut();
+        self.consume_sqe_queue(&mut queue.submissions, false)
+    }
+
+    /// ws2api: submits every prepared SQE and sleeps until one completion arrives or
+    /// `timeout` passes: one `io_uring_enter` for both.
+    fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        let x = self.ring.sq().submit_and_wait_ext(timeout)? as usize;
+        self.in_kernel += x;
+        Ok(x)
+    }
+
     fn sleep(&mut self, link: &Source) -> io::Result<usize> {
         assert_eq!(
             self.waiting_kernel_submission(),
@@ -1110,6 +1166,31 @@ impl SleepableRing {
 impl UringCommon for SleepableRing {
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    fn run_deferred_work(&mut self) {
+        const IORING_SQ_TASKRUN: u32 = 1 << 2;
+        if !self.defer_taskrun {
+            return;
+        }
+        let raw = self.ring.raw();
+        // The kernel sets the flag while deferred work waits (TASKRUN_FLAG).
+        let flags = unsafe { &*(raw.sq.kflags as *const std::sync::atomic::AtomicU32) }
+            .load(std::sync::atomic::Ordering::Acquire);
+        if flags & IORING_SQ_TASKRUN != 0 {
+            let getevents = 1; // IORING_ENTER_GETEVENTS
+            unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_enter,
+                    raw.ring_fd,
+                    0,
+                    0,
+                    getevents,
+                    std::ptr::null::<libc::c_void>(),
+                    0,
+                );
+            }
+        }
     }
 
     fn io_stats_mut(&mut self) -> &mut RingIoStats {
@@ -1226,6 +1307,11 @@ pub(crate) struct Reactor {
 
     link_fd: RawFd,
 
+    /// ws2api: the main ring holds SQEs whose submission was put off by one pass of
+    /// the executor loop, so that they go to the kernel with the sleep's own
+    /// `io_uring_enter`; the next pass that does not sleep submits them.
+    deferred_submission: Cell<bool>,
+
     // This keeps the `eventfd` alive. Drop will close it when we're done
     notifier: Arc<sys::SleepNotifier>,
     // This is the source used to handle the notifications into the ring.
@@ -1306,8 +1392,14 @@ impl Reactor {
         let allocator = Rc::new(UringBufferAllocator::new(io_memory));
         let registry = vec![allocator.as_bytes()];
 
-        let main_ring =
-            SleepableRing::new(ring_depth, "main", allocator.clone(), source_map.clone())?;
+        let mut main_ring =
+            SleepableRing::with_deferred_work(
+                ring_depth,
+                "main",
+                allocator.clone(),
+                source_map.clone(),
+                true,
+            )?;
         let poll_ring = PollRing::new(ring_depth, allocator.clone(), source_map.clone())?;
         let mut latency_ring =
             SleepableRing::new(ring_depth, "latency", allocator.clone(), source_map.clone())?;
@@ -1344,8 +1436,10 @@ impl Reactor {
             None,
         );
 
+        // ws2api: the eventfd is read on the main ring, where the executor sleeps, so a
+        // wake from another thread needs no link between rings (see `wait`).
         if !eventfd_src.is_installed().unwrap() {
-            latency_ring.install_eventfd(&eventfd_src);
+            main_ring.install_eventfd(&eventfd_src);
         }
 
         Ok(Reactor {
@@ -1356,6 +1450,7 @@ impl Reactor {
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
+            deferred_submission: Cell::new(false),
             notifier,
             eventfd_src,
             source_map,
@@ -1373,7 +1468,7 @@ impl Reactor {
 
     pub(crate) fn install_eventfd(&self) {
         if !self.eventfd_src.is_installed().unwrap() {
-            self.latency_ring
+            self.main_ring
                 .borrow_mut()
                 .install_eventfd(&self.eventfd_src);
         }
@@ -1830,20 +1925,70 @@ impl Reactor {
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
         flush_cancellations!(into &mut woke; lat_ring, poll_ring, main_ring);
-        // ... which happens right here. If you ever reorder this code just
-        // be careful about this dependency.
-        flush_rings!(lat_ring, poll_ring, main_ring)?;
+        // ws2api: the latency and poll rings are submitted here as upstream does (both
+        // are normally empty: see `ring_for_source`). The main ring's submissions are
+        // only moved into SQEs: they reach the kernel with the sleep's own
+        // `io_uring_enter` below, or, if this pass does not sleep, at the latest on
+        // the next pass.
+        flush_rings!(lat_ring, poll_ring)?;
+        main_ring
+            .prepare_submissions()
+            .or_else(Reactor::busy_ok)
+            .or_else(Reactor::again_ok)
+            .or_else(Reactor::intr_ok)?;
         // pick up the results of any cancellations
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
         // If we generated any event so far, we can't sleep. Need to handle them.
+        // (The main ring may hold prepared SQEs: the sleep submits them.)
+        let main_idle = main_ring.submission_queue.borrow().is_empty()
+            && main_ring.waiting_kernel_collection() == 0;
         let should_sleep = preempt_timer().is_none()
             && (woke == 0)
             && poll_ring.can_sleep()
-            && main_ring.can_sleep()
+            && main_idle
             && lat_ring.can_sleep();
 
-        if should_sleep {
+        // ws2api: one `io_uring_enter` per sleep when nothing is in flight on the
+        // latency ring and the kernel takes the timeout as an argument; upstream's way
+        // (a timer SQE on the latency ring, a poll linking it to the main ring, then a
+        // submit and a wait) otherwise.
+        let single_enter = main_ring.supports_ext_arg() && lat_ring.in_kernel() == 0;
+
+        if should_sleep && single_enter {
+            // From this moment on the remote executors are aware that we are sleeping.
+            // Sweep the remote channels once more: something may have arrived since
+            // the last sweep. The fence pairs with the one in `SleepNotifier::notify`
+            // (ws2api: upstream issues `membarrier()` here and no fence in `notify`;
+            // a fence on each side is the same Dekker ordering without an IPI to every
+            // core the process runs on).
+            if !self.eventfd_src.is_installed().unwrap() {
+                main_ring.install_eventfd(&self.eventfd_src);
+            }
+            self.notifier.prepare_to_sleep();
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            let events = process_remote_channels() + self.flush_syscall_thread();
+            // Without the eventfd read in the ring, a remote wake could not reach us.
+            if events == 0 && self.eventfd_src.is_installed().unwrap() {
+                main_ring
+                    .submit_and_wait(user_timer)
+                    .or_else(Reactor::busy_ok)
+                    .or_else(Reactor::again_ok)
+                    .or_else(Reactor::intr_ok)?;
+            } else if main_ring.needs_kernel_enter() {
+                main_ring
+                    .submit_sqes()
+                    .or_else(Reactor::busy_ok)
+                    .or_else(Reactor::again_ok)
+                    .or_else(Reactor::intr_ok)?;
+            }
+            self.deferred_submission.set(false);
+            // Woke up, so no need to notify us anymore.
+            self.notifier.wake_up();
+            consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+        } else if should_sleep {
+            flush_rings!(main_ring)?;
+            self.deferred_submission.set(false);
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             if let Some(dur) = user_timer {
@@ -1856,10 +2001,9 @@ impl Reactor {
             // last time until now it could be that something happened in a remote executor
             // that opened up room. If it did we bail on sleep and go process it.
             self.notifier.prepare_to_sleep();
-            // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
-            // details. This translates to `sys_membarrier()` /
-            // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
-            membarrier::heavy();
+            // ws2api: a fence, paired with the one in `SleepNotifier::notify`, where
+            // upstream issues `membarrier()` (see above).
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
@@ -1870,15 +2014,17 @@ impl Reactor {
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
                     consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
                 }
-                // Woke up, so no need to notify us anymore.
-                self.notifier.wake_up();
             }
-        }
-
-        // ws2api: no latency preemption timer either (same reason as above); what is
-        // queued on the rings is still submitted.
-        if preempt_timer().is_some() {
-            flush_rings!(lat_ring, main_ring)?;
+            // Woke up, so no need to notify us anymore.
+            self.notifier.wake_up();
+        } else if main_ring.needs_kernel_enter() {
+            // Not sleeping: tasks will run before the next pass. SQEs prepared on this
+            // pass wait for it (it may be the sleep that submits them); SQEs already
+            // put off once go now.
+            if self.deferred_submission.replace(true) {
+                flush_rings!(main_ring)?;
+                self.deferred_submission.set(false);
+            }
         }
 
         // A Note about `need_preempt`:
@@ -1936,10 +2082,10 @@ impl Reactor {
                 PollableStatus::Pollable => self.poll_ring.borrow_mut(),
                 PollableStatus::NonPollable(_) => self.main_ring.borrow_mut(),
             },
-            SourceType::SockRecv(_)
-            | SourceType::SockRecvMsg(_, _, _, _)
-            | SourceType::Accept(_)
-            | SourceType::Connect(_) => self.latency_ring.borrow_mut(),
+            // ws2api: network receives, accepts and connects go to the main ring too
+            // (upstream: the latency ring). With no preemption timers the latency ring
+            // has no role, and keeping it empty lets a sleep be one `io_uring_enter` on
+            // the main ring instead of a link between rings (see `wait`).
             SourceType::Invalid => {
                 unreachable!("called ring_for_source on invalid source")
             }

@@ -98,6 +98,8 @@ pub const IORING_FEAT_RW_CUR_POS: libc::__u32 = 1 << 3;
 pub const IORING_FEAT_CUR_PERSONALITY: libc::__u32 = 1 << 4;
 pub const IORING_FEAT_FAST_POLL: libc::__u32 = 1 << 5;
 pub const IORING_FEAT_POLL_32BITS: libc::__u32 = 1 << 6;
+/// ws2api: `io_uring_enter` takes `IORING_ENTER_EXT_ARG` (a wait timeout without an SQE).
+pub const IORING_FEAT_EXT_ARG: libc::__u32 = 1 << 8;
 
 // io_uring_register opcodes and arguments
 pub const IORING_REGISTER_BUFFERS: libc::c_uint = 0;
@@ -337,6 +339,14 @@ extern "C" {
     pub fn io_uring_submit(ring: *mut io_uring) -> libc::c_int;
 
     pub fn io_uring_submit_and_wait(ring: *mut io_uring, wait_nr: libc::c_uint) -> libc::c_int;
+
+    /// ws2api: submit and wait for one completion or the timeout in one
+    /// `io_uring_enter` (`IORING_ENTER_EXT_ARG`); see liburing/src/queue.c.
+    pub fn io_uring_submit_and_wait_ext(
+        ring: *mut io_uring,
+        ts: *mut __kernel_timespec,
+        submitted: *mut libc::c_uint,
+    ) -> libc::c_int;
 
     pub fn io_uring_get_sqe(ring: *mut io_uring) -> *mut io_uring_sqe;
 
