@@ -231,7 +231,7 @@ async fn connect_request(
     conn_id: &str,
     peer: SocketAddr,
 ) -> Result<Option<String>, Error> {
-    let peer_ip = peer.ip().to_string();
+    let peer_ip = crate::http::forwarded::IpText::new(peer.ip());
     let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(8);
     headers.push(("X-Connection-Id", conn_id.as_bytes()));
     headers.push(("X-Forwarded-For", peer_ip.as_bytes()));

@@ -12,6 +12,7 @@ use ws2api_shards::Key;
 use super::tracker::Token;
 use super::Shard;
 use crate::api::{ApiError, ApiMethod, ApiRequest};
+use crate::http::forwarded::IpText;
 use crate::ws::codec::WsDecoder;
 use crate::ws::connection::{self, Limits};
 use crate::ws::{Conn, Ended, Message, PushError};
@@ -70,8 +71,8 @@ pub async fn serve(
     conn.finish();
 }
 
-fn forwarded_for(peer: SocketAddr) -> String {
-    peer.ip().to_string()
+fn forwarded_for(peer: SocketAddr) -> IpText {
+    IpText::new(peer.ip())
 }
 
 /// Sends `message` to the API server in its own task; a non-empty 2xx answer goes
