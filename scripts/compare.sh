@@ -121,7 +121,9 @@ if [ "$NOFILE" != unlimited ] && [ "$HARD_NOFILE" != unlimited ] && [ "$NOFILE" 
     ulimit -n "$HARD_NOFILE" && NOFILE=$HARD_NOFILE
 fi
 read -r PORT_LO PORT_HI < /proc/sys/net/ipv4/ip_local_port_range
-PER_SOURCE=$(( PORT_HI - PORT_LO + 1 - 2000 < 20000 ? PORT_HI - PORT_LO + 1 - 2000 : 20000 ))
+# At most a quarter of the ephemeral range per source address (see loadtest.sh).
+PORTS=$((PORT_HI - PORT_LO + 1))
+PER_SOURCE=$(( PORTS / 4 < 5000 ? PORTS / 4 : 5000 ))
 
 OUT=results/$(date +%Y%m%d-%H%M%S)-$NAME
 mkdir -p "$OUT"

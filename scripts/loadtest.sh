@@ -12,6 +12,8 @@
 #          [--workers N] [--shards N] [--api-threads N] [--no-build]
 #          [--listen ADDR] [--control-listen ADDR] [--api-listen ADDR]
 # Every flag also reads LOAD_<FLAG> from the environment (LOAD_CONNECTIONS=19000 ...).
+# LOAD_GATEWAY_BIN=path runs another gateway binary with ws2api's flags in its place, e.g.
+# target/release/examples/floor_gateway (the epoll floor, see docs/BENCHMARKS.md).
 # --smoke: 300 connections, 1 msg/s each plus 50 pushes/s for 4 s; fails unless 0 errors.
 # Exit code: ws2api-load's (0 = no errors), 2 for a setup problem.
 set -euo pipefail
@@ -79,8 +81,11 @@ if [ "$SOMAXCONN" -lt 1024 ] || [ "$SOMAXCONN" -lt $((RAMP / 4)) ]; then
 fi
 read -r PORT_LO PORT_HI < /proc/sys/net/ipv4/ip_local_port_range
 PORTS=$((PORT_HI - PORT_LO + 1))
-# ws2api-load spreads its sources over 127.0.0.2, .3, …: stay well inside one range each.
-PER_SOURCE=$(( PORTS - 2000 < 20000 ? PORTS - 2000 : 20000 ))
+# ws2api-load spreads its sources over 127.0.0.2, .3, …: at most a quarter of the range
+# each. connect() takes even ports first and scans all of them before it tries an odd
+# one, so a source holding more than half the range costs a full scan per connect: at
+# 2000 connects/s that stalled the whole machine for seconds (see docs/BENCHMARKS.md).
+PER_SOURCE=$(( PORTS / 4 < 5000 ? PORTS / 4 : 5000 ))
 [ "$PER_SOURCE" -ge 1000 ] || die "net.ipv4.ip_local_port_range $PORT_LO-$PORT_HI leaves too few ephemeral ports.
   Fix: sysctl/99-ws2api.conf (net.ipv4.ip_local_port_range = 1024 65535)."
 say "limits: nofile=$NOFILE somaxconn=$SOMAXCONN ephemeral ports=$PORTS ($PER_SOURCE connections per source address)"
@@ -99,6 +104,8 @@ BIN=target/release
 for b in ws2api ws2api-bench-api ws2api-load; do
     [ -x "$BIN/$b" ] || die "$BIN/$b is missing (run without --no-build)"
 done
+GATEWAY_BIN=${LOAD_GATEWAY_BIN:-$BIN/ws2api}
+[ -x "$GATEWAY_BIN" ] || die "LOAD_GATEWAY_BIN=$GATEWAY_BIN is not an executable"
 
 OUT=results/$(date +%Y%m%d-%H%M%S)-$NAME
 mkdir -p "$OUT"
@@ -109,6 +116,7 @@ say "results in $OUT"
     echo "nproc $(nproc)"
     echo "cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
     echo "kernel $(uname -r)"
+    echo "gateway $GATEWAY_BIN"
     echo "connections $CONNECTIONS ramp $RAMP interval $INTERVAL duration $DURATION closed_loop $CLOSED_LOOP pushes $PUSHES workers $WORKERS shards $SHARDS api_threads $API_THREADS"
 } > "$OUT/run.txt"
 
@@ -133,7 +141,7 @@ wait_port() {
 "$BIN/ws2api-bench-api" --listen "$API_LISTEN" --threads "$API_THREADS" 2> "$OUT/api.log" &
 API_PID=$!; PIDS+=("$API_PID")
 wait_port "$API_LISTEN"
-"$BIN/ws2api" --api-url "http://$API_LISTEN/" --listen "$LISTEN" --control-listen "$CONTROL_LISTEN" \
+"$GATEWAY_BIN" --api-url "http://$API_LISTEN/" --listen "$LISTEN" --control-listen "$CONTROL_LISTEN" \
     --shards "$SHARDS" --log-level info 2> "$OUT/gateway.log" &
 GW_PID=$!; PIDS+=("$GW_PID")
 wait_port "$LISTEN"

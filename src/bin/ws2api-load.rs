@@ -73,8 +73,11 @@ struct Cli {
     /// Worker processes (0: enough that none holds more than 19,000 sockets).
     #[arg(long, default_value_t = 0)]
     workers: usize,
-    /// Connections per source address; sources are 127.0.0.2, 127.0.0.3, …
-    #[arg(long, default_value_t = 20_000)]
+    /// Connections per source address; sources are 127.0.0.2, 127.0.0.3, …  Keep it
+    /// under a quarter of net.ipv4.ip_local_port_range: connect() scans every even port
+    /// before it tries an odd one, so a source using more than half the range makes each
+    /// connect a full scan.
+    #[arg(long, default_value_t = 5_000)]
     conns_per_source: usize,
     /// First source address (must be loopback or local).
     #[arg(long, default_value = "127.0.0.2")]
