@@ -91,8 +91,10 @@ PER_SOURCE=$(( PORTS / 4 < 5000 ? PORTS / 4 : 5000 ))
 say "limits: nofile=$NOFILE somaxconn=$SOMAXCONN ephemeral ports=$PORTS ($PER_SOURCE connections per source address)"
 
 port_busy() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+# A previous run's servers may still be closing their sockets: give them 10 s.
 for addr in "$LISTEN" "$CONTROL_LISTEN" "$API_LISTEN"; do
-    if port_busy "$addr"; then die "$addr is already in use; pick others with --listen/--control-listen/--api-listen"; fi
+    for _ in $(seq 100); do port_busy "$addr" || continue 2; sleep 0.1; done
+    die "$addr is already in use; pick others with --listen/--control-listen/--api-listen"
 done
 
 # ---- build ---------------------------------------------------------------------------
@@ -125,10 +127,17 @@ PIDS=()
 SAMPLER=
 cleanup() {
     [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null || true
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
+    # Last started first (the gateway's last Disconnects still reach the API), each one
+    # waited for, so that its ports are free when this script returns; SIGKILL after 5 s.
+    local i pid watchdog
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${PIDS[i]}
+        kill -TERM "$pid" 2>/dev/null || continue
+        (sleep 5; kill -KILL "$pid" 2>/dev/null) &
+        watchdog=$!
+        wait "$pid" 2>/dev/null || true
+        kill "$watchdog" 2>/dev/null || true
+        wait "$watchdog" 2>/dev/null || true
     done
 }
 trap cleanup EXIT
