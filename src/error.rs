@@ -1,21 +1,17 @@
-//! The gateway's errors, each knowing which side failed, and the one place where an
-//! error becomes the HTTP status a client sees.
+//! The gateway's errors for a handshake or a control request, each knowing which side
+//! failed, and the one place where an error becomes the HTTP status a client sees.
+//!
+//! Each layer has its own error ([`ReadError`] and [`RequestError`] in `http`,
+//! [`ApiError`] in `api`); this one gathers them with the gateway's own refusals, so
+//! it sits above those layers and none of them imports it.
 
 use std::io;
 
 use crate::api::ApiError;
+use crate::http::proxy::ProxyError;
+use crate::http::read::ReadError;
 use crate::http::request::RequestError;
-
-/// Which side of the gateway an error came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// The WebSocket client (or a control caller): bad request, slow, gone.
-    Client,
-    /// The API server: refused, broke, too slow, said no.
-    Upstream,
-    /// The gateway itself: stopping, full, a bug.
-    Internal,
-}
+pub use crate::side::Side;
 
 /// Everything that can end a handshake or a control request early.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +21,7 @@ pub enum Error {
     Request(#[from] RequestError),
     /// `--proxy-protocol` is on and the connection did not start with a valid header.
     #[error("PROXY protocol: {0}")]
-    Proxy(#[from] crate::http::proxy::ProxyError),
+    Proxy(#[from] ProxyError),
     /// The client did not send its request head in time.
     #[error("request head not received within the handshake timeout")]
     HandshakeTimeout,
@@ -47,32 +43,85 @@ pub enum Error {
     /// The shard holds its share of `--max-connections`.
     #[error("--max-connections reached")]
     Full,
+    /// `/readyz`: the gateway takes no new connections now (the reason says why).
+    #[error("{0}")]
+    NotReady(&'static str),
     /// A request body over the allowed size.
     #[error("request body too large")]
     BodyTooLarge,
-    /// The owning shard could not be reached.
+    /// A control request without the right `--control-token`.
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    /// No such route, or no such client on its owning shard.
+    #[error("not found")]
+    NotFound,
+    /// A route that exists, with another method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A query parameter of a control request that cannot be used (the reason says why).
+    #[error("{0}")]
+    BadQuery(String),
+    /// The client's outbound queue is over `--max-outbound-bytes`.
+    #[error("send queue full")]
+    QueueFull,
+    /// The owning shard could not be reached or did not answer in time.
+    #[error("owning shard did not answer")]
+    OwnerSilent,
+    /// A state the gateway should never be in.
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<ReadError> for Error {
+    fn from(error: ReadError) -> Error {
+        match error {
+            ReadError::Request(e) => Error::Request(e),
+            ReadError::Proxy(e) => Error::Proxy(e),
+            ReadError::Io(e) => Error::ClientIo(e),
+        }
+    }
 }
 
 impl Error {
     /// Who failed.
     pub fn side(&self) -> Side {
         match self {
-            Error::Request(_) | Error::HandshakeTimeout | Error::ClientIo(_) => Side::Client,
-            Error::Proxy(_) => Side::Client,
-            Error::BodyTooLarge => Side::Client,
-            Error::Api(_) | Error::ApiStatus(_) | Error::ApiRefused(_) => Side::Upstream,
-            Error::Draining | Error::Full | Error::Internal(_) => Side::Internal,
+            Error::Request(_) | Error::Proxy(_) | Error::HandshakeTimeout | Error::ClientIo(_) => {
+                Side::Client
+            }
+            Error::BodyTooLarge
+            | Error::Unauthorized
+            | Error::NotFound
+            | Error::MethodNotAllowed
+            | Error::BadQuery(_) => Side::Client,
+            Error::Api(e) => e.side(),
+            Error::ApiStatus(_) | Error::ApiRefused(_) => Side::Upstream,
+            Error::Draining
+            | Error::Full
+            | Error::NotReady(_)
+            | Error::QueueFull
+            | Error::OwnerSilent
+            | Error::Internal(_) => Side::Internal,
         }
     }
 
-    /// The HTTP status the client gets for this error (SPEC "Public listener").
+    /// The HTTP status the client gets for this error (SPEC "Public listener" and
+    /// "Control listener"). Every status the gateway answers with an error is decided here.
     pub fn status(&self) -> u16 {
         match self {
-            Error::Request(e) => e.status(),
+            Error::Request(e) => match e {
+                RequestError::HeadTooLarge | RequestError::TooManyHeaders => 431,
+                RequestError::UnsupportedVersion => 426,
+                RequestError::Malformed(_)
+                | RequestError::BadClientId(_)
+                | RequestError::NotUpgrade(_)
+                | RequestError::BadLength => 400,
+            },
             Error::HandshakeTimeout => 408,
-            Error::ClientIo(_) | Error::Proxy(_) => 400,
+            Error::ClientIo(_) | Error::Proxy(_) | Error::BadQuery(_) => 400,
+            Error::Unauthorized => 401,
+            Error::NotFound => 404,
+            Error::MethodNotAllowed => 405,
             Error::BodyTooLarge => 413,
             Error::Api(ApiError::Timeout(_)) => 504,
             Error::Api(ApiError::Closed) => 503,
@@ -80,9 +129,23 @@ impl Error {
             Error::ApiStatus(status) if (400..500).contains(status) => *status,
             Error::ApiStatus(_) => 502,
             Error::ApiRefused(_) => 403,
-            Error::Draining | Error::Full => 503,
+            Error::Draining | Error::Full | Error::NotReady(_) => 503,
+            Error::QueueFull | Error::OwnerSilent => 503,
             Error::Internal(_) => 500,
         }
+    }
+
+    /// Headers the error response must carry (RFC 6455 4.4: a 426 names the version we speak).
+    pub fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Error::Request(RequestError::UnsupportedVersion) => &[("Sec-WebSocket-Version", "13")],
+            _ => &[],
+        }
+    }
+
+    /// True when the peer is gone or does not speak HTTP at all, so nothing is answered.
+    pub fn unanswerable(&self) -> bool {
+        matches!(self, Error::ClientIo(_) | Error::Proxy(_))
     }
 }
 
@@ -109,8 +172,14 @@ mod tests {
                 504,
                 Side::Upstream,
             ),
+            (Error::Api(ApiError::Closed), 503, Side::Internal),
             (
                 Error::Request(RequestError::HeadTooLarge),
+                431,
+                Side::Client,
+            ),
+            (
+                Error::Request(RequestError::TooManyHeaders),
                 431,
                 Side::Client,
             ),
@@ -119,13 +188,60 @@ mod tests {
                 400,
                 Side::Client,
             ),
+            (
+                Error::Request(RequestError::UnsupportedVersion),
+                426,
+                Side::Client,
+            ),
+            (Error::Request(RequestError::BadLength), 400, Side::Client),
+            (
+                Error::Request(RequestError::BadClientId("x".into())),
+                400,
+                Side::Client,
+            ),
             (Error::HandshakeTimeout, 408, Side::Client),
             (Error::Draining, 503, Side::Internal),
             (Error::Full, 503, Side::Internal),
+            (Error::NotReady("draining"), 503, Side::Internal),
+            (Error::BodyTooLarge, 413, Side::Client),
+            (Error::Unauthorized, 401, Side::Client),
+            (Error::NotFound, 404, Side::Client),
+            (Error::MethodNotAllowed, 405, Side::Client),
+            (Error::BadQuery("bad close code".into()), 400, Side::Client),
+            (Error::QueueFull, 503, Side::Internal),
+            (Error::OwnerSilent, 503, Side::Internal),
+            (Error::Internal("bug".into()), 500, Side::Internal),
         ];
         for (error, status, side) in cases {
             assert_eq!(error.status(), status, "{error}");
             assert_eq!(error.side(), side, "{error}");
         }
+    }
+
+    #[test]
+    fn control_bodies_keep_their_words() {
+        // The control listener answers `{error}\n`: these texts are what callers read.
+        assert_eq!(Error::NotFound.to_string(), "not found");
+        assert_eq!(Error::QueueFull.to_string(), "send queue full");
+        assert_eq!(
+            Error::OwnerSilent.to_string(),
+            "owning shard did not answer"
+        );
+        assert_eq!(
+            Error::Unauthorized.to_string(),
+            "missing or wrong bearer token"
+        );
+        assert_eq!(Error::MethodNotAllowed.to_string(), "method not allowed");
+    }
+
+    #[test]
+    fn read_errors_keep_their_kind() {
+        let e = Error::from(ReadError::Io(io::ErrorKind::UnexpectedEof.into()));
+        assert!(matches!(e, Error::ClientIo(_)) && e.unanswerable());
+        let e = Error::from(ReadError::Proxy(ProxyError::NotProxy));
+        assert!(matches!(e, Error::Proxy(_)) && e.unanswerable());
+        let e = Error::from(ReadError::Request(RequestError::HeadTooLarge));
+        assert_eq!(e.status(), 431);
+        assert!(!e.unanswerable());
     }
 }

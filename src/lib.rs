@@ -38,5 +38,6 @@ pub mod logger;
 pub mod profile;
 pub mod server;
 pub mod shard;
+pub mod side;
 pub mod stats;
 pub mod ws;

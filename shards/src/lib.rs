@@ -11,12 +11,14 @@
 //! - [`mesh`]: the bounded channel from every shard to every other, built once.
 //! - [`calls`]: pairing a request sent over the mesh with its reply.
 //! - [`handoff`]: a socket and its already-read bytes on their way to the owner.
+//! - [`gate`]: counting a shard's live work, so an orderly stop can wait for it.
 //! - [`listener`]: one `SO_REUSEPORT` listening socket per shard, bound before start.
 //! - [`table`]: the shard-local generational table of connections, indexed by name.
 //! - [`wake`]: waking executors from a plain thread (signals).
 //! - [`stats`]: folding per-shard statistics by addition, only when asked.
 
 pub mod calls;
+pub mod gate;
 pub mod handoff;
 pub mod listener;
 pub mod mesh;
@@ -27,6 +29,7 @@ pub mod table;
 pub mod wake;
 
 pub use calls::Calls;
+pub use gate::{Gate, Pass};
 pub use handoff::Handoff;
 pub use listener::ListenerGroup;
 pub use mesh::{Mesh, MeshPlan, MeshSender, PeerGone};

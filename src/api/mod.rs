@@ -1,6 +1,7 @@
 //! The client of the API server: the request/answer codec and the per-shard keep-alive pool.
 
 pub mod codec;
+pub mod contract;
 pub mod pool;
 
 pub use codec::{Answer, AnswerError, ApiMethod};

@@ -19,6 +19,7 @@ use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 
 use super::codec::{encode_request, Answer, AnswerDecoder, AnswerError, ApiMethod};
+use crate::side::Side;
 
 /// Where the API server is.
 #[derive(Debug, Clone)]
@@ -31,7 +32,8 @@ pub struct ApiTarget {
     pub base: String,
 }
 
-/// Why a request to the API server failed. Always the upstream side's fault (or its absence).
+/// Why a request to the API server failed: the upstream side's fault (or its absence), but
+/// for [`ApiError::Closed`].
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// No connection could be opened (refused, unreachable).
@@ -49,6 +51,27 @@ pub enum ApiError {
     /// The pool is closed (the shard is stopping).
     #[error("shard is stopping")]
     Closed,
+}
+
+impl ApiError {
+    /// The label of this failure in `ws2api_api_errors_total{kind}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Connect(_) => "connect",
+            ApiError::Io(_) => "broken",
+            ApiError::Timeout(_) => "timeout",
+            ApiError::BadAnswer(_) => "bad_answer",
+            ApiError::Closed => "stopping",
+        }
+    }
+
+    /// Who failed: the API server, or the gateway itself when its shard is stopping.
+    pub fn side(&self) -> Side {
+        match self {
+            ApiError::Closed => Side::Internal,
+            _ => Side::Upstream,
+        }
+    }
 }
 
 /// One request to the API server.

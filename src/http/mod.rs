@@ -6,3 +6,4 @@ pub mod proxy;
 pub mod read;
 pub mod request;
 pub mod response;
+pub mod upgrade;

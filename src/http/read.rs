@@ -1,11 +1,34 @@
 //! Reading one request head (and a body) from a socket, within a size bound. The
 //! caller bounds the time.
 
+use std::io;
+
 use futures_lite::{AsyncRead, AsyncReadExt};
 
-use super::proxy::{self, ProxyHeader};
+use super::proxy::{self, ProxyError, ProxyHeader};
 use super::request::{self, RequestError, RequestHead};
-use crate::error::Error;
+use crate::side::Side;
+
+/// Why a head (or the PROXY header, or a body) could not be read. Always the client's side.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The bytes are not an acceptable request head.
+    #[error("bad request: {0}")]
+    Request(#[from] RequestError),
+    /// `--proxy-protocol` is on and the connection did not start with a valid header.
+    #[error("PROXY protocol: {0}")]
+    Proxy(#[from] ProxyError),
+    /// The socket failed, or ended in the middle of what was being read.
+    #[error("client socket: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl ReadError {
+    /// Who failed: reading is only ever stopped by what the client sent or did.
+    pub fn side(&self) -> Side {
+        Side::Client
+    }
+}
 
 /// How many bytes one read asks for while a head is incomplete.
 const READ_CHUNK: usize = 1024;
@@ -16,7 +39,7 @@ pub async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut Vec<u8>,
     max_head: usize,
-) -> Result<Option<(usize, RequestHead)>, Error> {
+) -> Result<Option<(usize, RequestHead)>, ReadError> {
     loop {
         if !buf.is_empty() {
             if let Some(parsed) = request::parse(buf, max_head)? {
@@ -33,7 +56,7 @@ pub async fn read_head<S: AsyncRead + Unpin>(
             return if filled == 0 {
                 Ok(None)
             } else {
-                Err(Error::ClientIo(std::io::ErrorKind::UnexpectedEof.into()))
+                Err(io::Error::from(io::ErrorKind::UnexpectedEof).into())
             };
         }
     }
@@ -47,7 +70,7 @@ pub const MAX_PROXY_HEADER: usize = 4096;
 pub async fn read_proxy_header<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut Vec<u8>,
-) -> Result<ProxyHeader, Error> {
+) -> Result<ProxyHeader, ReadError> {
     loop {
         if !buf.is_empty() {
             if let Some((used, header)) = proxy::parse(buf, MAX_PROXY_HEADER)? {
@@ -56,7 +79,7 @@ pub async fn read_proxy_header<S: AsyncRead + Unpin>(
             }
         }
         if read_more(stream, buf, 256).await? == 0 {
-            return Err(Error::ClientIo(std::io::ErrorKind::UnexpectedEof.into()));
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
         }
     }
 }
@@ -66,13 +89,13 @@ async fn read_more<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut Vec<u8>,
     chunk: usize,
-) -> Result<usize, Error> {
+) -> Result<usize, ReadError> {
     let filled = buf.len();
     buf.resize(filled + chunk, 0);
     let result = stream.read(&mut buf[filled..]).await;
     let n = *result.as_ref().unwrap_or(&0);
     buf.truncate(filled + n);
-    result.map_err(Error::ClientIo)
+    Ok(result?)
 }
 
 /// Reads until `buf` holds at least `len` bytes.
@@ -80,14 +103,11 @@ pub async fn read_exact_into<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut Vec<u8>,
     len: usize,
-) -> Result<(), Error> {
+) -> Result<(), ReadError> {
     let filled = buf.len();
     if filled >= len {
         return Ok(());
     }
     buf.resize(len, 0);
-    stream
-        .read_exact(&mut buf[filled..])
-        .await
-        .map_err(Error::ClientIo)
+    Ok(stream.read_exact(&mut buf[filled..]).await?)
 }

@@ -56,8 +56,9 @@ pub struct RequestHead {
     pub keep_alive: bool,
 }
 
-/// Why a request head was refused; [`RequestError::status`] gives the HTTP status to answer with.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why a request head was refused. The status a client gets for each is decided with every other
+/// status, in `crate::error::Error::status`.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RequestError {
     #[error("malformed request: {0}")]
     Malformed(String),
@@ -73,29 +74,6 @@ pub enum RequestError {
     UnsupportedVersion,
     #[error("invalid or conflicting Content-Length")]
     BadLength,
-}
-
-impl RequestError {
-    /// HTTP status to answer with.
-    pub fn status(&self) -> u16 {
-        match self {
-            RequestError::Malformed(_) => 400,
-            RequestError::HeadTooLarge => 431,
-            RequestError::TooManyHeaders => 431,
-            RequestError::BadClientId(_) => 400,
-            RequestError::NotUpgrade(_) => 400,
-            RequestError::UnsupportedVersion => 426,
-            RequestError::BadLength => 400,
-        }
-    }
-
-    /// Headers the error response must carry (RFC 6455 4.4: a 426 names the version we speak).
-    pub fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
-        match self {
-            RequestError::UnsupportedVersion => &[("Sec-WebSocket-Version", "13")],
-            _ => &[],
-        }
-    }
 }
 
 /// Splits a header value on commas and yields the trimmed, non-empty list elements.
@@ -320,6 +298,16 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<(usize, RequestHead)>
 mod tests {
     use super::*;
 
+    /// The status a client gets for `e` (decided with every other status in `crate::error`).
+    fn status(e: &RequestError) -> u16 {
+        crate::error::Error::Request(e.clone()).status()
+    }
+
+    /// The headers the error response for `e` carries.
+    fn extra_headers(e: &RequestError) -> &'static [(&'static str, &'static str)] {
+        crate::error::Error::Request(e.clone()).extra_headers()
+    }
+
     const MAX: usize = 8192;
 
     /// What Chrome sends (RFC 6455 1.3 sample key), modulo cookies.
@@ -442,7 +430,7 @@ mod tests {
         // Complete head, but one byte longer than allowed.
         let e = parse(BROWSER, BROWSER.len() - 1).unwrap_err();
         assert_eq!(e, RequestError::HeadTooLarge);
-        assert_eq!(e.status(), 431);
+        assert_eq!(status(&e), 431);
         // Incomplete and already max_head bytes long: it can never fit.
         let junk = vec![b'a'; 64];
         let mut req = b"GET /x HTTP/1.1\r\nX-Pad: ".to_vec();
@@ -466,7 +454,7 @@ mod tests {
         assert_eq!(head(&with_headers(MAX_HEADERS)).headers.len(), MAX_HEADERS);
         let e = err(&with_headers(MAX_HEADERS + 1));
         assert_eq!(e, RequestError::TooManyHeaders);
-        assert_eq!(e.status(), 431);
+        assert_eq!(status(&e), 431);
     }
 
     // ---- malformed heads ----
@@ -489,7 +477,7 @@ mod tests {
                 "{:?} → {e:?}",
                 String::from_utf8_lossy(raw)
             );
-            assert_eq!(e.status(), 400);
+            assert_eq!(status(&e), 400);
         }
     }
 
@@ -528,7 +516,7 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(raw)
             );
-            assert_eq!(e.status(), 400);
+            assert_eq!(status(&e), 400);
         }
     }
 
@@ -557,7 +545,7 @@ mod tests {
                 "{:?} → {e:?}",
                 String::from_utf8_lossy(raw)
             );
-            assert_eq!(e.status(), 400);
+            assert_eq!(status(&e), 400);
         }
     }
 
@@ -635,7 +623,7 @@ mod tests {
         ] {
             let e = client_id_of(&bad).unwrap_err();
             assert!(matches!(e, RequestError::BadClientId(_)), "{bad} → {e:?}");
-            assert_eq!(e.status(), 400);
+            assert_eq!(status(&e), 400);
         }
         assert!(client_id_of("/%41")
             .unwrap_err()
@@ -684,8 +672,8 @@ mod tests {
     fn plain_get_is_not_upgrade() {
         let e = accept(b"GET /abc HTTP/1.1\r\nHost: h\r\n\r\n").unwrap_err();
         assert!(matches!(e, RequestError::NotUpgrade(_)));
-        assert_eq!(e.status(), 400);
-        assert!(e.extra_headers().is_empty());
+        assert_eq!(status(&e), 400);
+        assert!(extra_headers(&e).is_empty());
     }
 
     #[test]
@@ -722,7 +710,7 @@ mod tests {
         for (line, headers, why) in cases {
             let e = upgrade(line, headers).unwrap_err();
             assert_eq!(e, RequestError::NotUpgrade(why), "{line} {headers:?}");
-            assert_eq!(e.status(), 400);
+            assert_eq!(status(&e), 400);
         }
     }
 
@@ -734,8 +722,8 @@ mod tests {
             );
             let e = upgrade("GET /a HTTP/1.1", &headers).unwrap_err();
             assert_eq!(e, RequestError::UnsupportedVersion, "version {v:?}");
-            assert_eq!(e.status(), 426);
-            assert_eq!(e.extra_headers(), &[("Sec-WebSocket-Version", "13")]);
+            assert_eq!(status(&e), 426);
+            assert_eq!(extra_headers(&e), &[("Sec-WebSocket-Version", "13")]);
         }
     }
 
@@ -750,7 +738,7 @@ mod tests {
             missing,
             RequestError::NotUpgrade("Sec-WebSocket-Key header")
         );
-        assert_eq!(missing.status(), 400);
+        assert_eq!(status(&missing), 400);
 
         for key in [
             "",
@@ -814,7 +802,7 @@ mod tests {
         ]
         .into_iter()
         .map(|e| {
-            let s = e.status();
+            let s = status(&e);
             (e, s)
         })
         .collect();

@@ -10,9 +10,10 @@ use glommio::net::{TcpListener, TcpStream};
 use ws2api_shards::listener;
 
 use super::{Delivery, Op, OpReply, Shard};
+use crate::api::contract;
 use crate::error::Error;
 use crate::http::read::{read_exact_into, read_head};
-use crate::http::request::{Method, RequestHead};
+use crate::http::request::{Method, RequestError, RequestHead};
 use crate::http::response;
 use crate::stats;
 
@@ -27,6 +28,16 @@ struct Reply {
 }
 
 impl Reply {
+    /// `200 ok`.
+    fn ok() -> Reply {
+        Reply::text(200, "ok\n")
+    }
+
+    /// An error, with the status [`Error::status`] decides and its text as the body.
+    fn error(error: &Error) -> Reply {
+        Reply::text(error.status(), format!("{error}\n"))
+    }
+
     fn text(status: u16, body: impl Into<Vec<u8>>) -> Reply {
         Reply {
             status,
@@ -66,7 +77,7 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             Ok(Ok(Some(parsed))) => parsed,
             Ok(Ok(None)) | Err(_) => return,
             Ok(Err(error)) => {
-                let _ = respond(&mut stream, &error_reply(&error), false).await;
+                let _ = respond(&mut stream, &Reply::error(&error.into()), false).await;
                 return;
             }
         };
@@ -74,7 +85,7 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         let reply = match read_body(&shard, &mut stream, &mut buf, &head).await {
             Ok(body) => route(&shard, &head, body).await,
             Err(error) => {
-                let _ = respond(&mut stream, &error_reply(&error), false).await;
+                let _ = respond(&mut stream, &Reply::error(&error), false).await;
                 return;
             }
         };
@@ -82,10 +93,6 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             return;
         }
     }
-}
-
-fn error_reply(error: &Error) -> Reply {
-    Reply::text(error.status(), format!("{error}\n"))
 }
 
 async fn respond(stream: &mut TcpStream, reply: &Reply, keep_alive: bool) -> std::io::Result<()> {
@@ -109,11 +116,9 @@ async fn read_body(
     head: &RequestHead,
 ) -> Result<Vec<u8>, Error> {
     if head.chunked {
-        return Err(Error::Request(
-            crate::http::request::RequestError::Malformed(
-                "chunked request bodies are not supported; send Content-Length".into(),
-            ),
-        ));
+        return Err(Error::Request(RequestError::Malformed(
+            "chunked request bodies are not supported; send Content-Length".into(),
+        )));
     }
     let len = head.content_length.unwrap_or(0);
     if len > shard.config.max_message_size {
@@ -141,84 +146,83 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn route(shard: &Rc<Shard>, head: &RequestHead, body: Vec<u8>) -> Reply {
+    match answer(shard, head, body).await {
+        Ok(reply) => reply,
+        Err(error) => Reply::error(&error),
+    }
+}
+
+async fn answer(shard: &Rc<Shard>, head: &RequestHead, body: Vec<u8>) -> Result<Reply, Error> {
     let received = Instant::now();
     let path = head.path.as_str();
     match (head.method, path) {
-        (Method::Get, "/healthz") => return Reply::text(200, "ok\n"),
+        (Method::Get, "/healthz") => return Ok(Reply::ok()),
         (Method::Get, "/readyz") => {
             return if shard.draining() {
-                Reply::text(503, "draining\n")
-            } else if shard.table.borrow().len() >= shard.connection_limit() {
-                Reply::text(503, "full: --max-connections reached\n")
+                Err(Error::NotReady("draining"))
+            } else if shard.full() {
+                Err(Error::NotReady("full: --max-connections reached"))
             } else {
-                Reply::text(200, "ok\n")
+                Ok(Reply::ok())
             }
         }
         _ => {}
     }
     if !authorized(shard, head) {
-        return Reply::text(401, "missing or wrong bearer token\n");
+        return Err(Error::Unauthorized);
     }
     match (head.method, path) {
         (Method::Get, "/") => {
             let all = shard.gather_stats().await;
             let total: crate::stats::ShardStats = ws2api_shards::stats::fold_all(&all);
-            return Reply::text(200, stats::render_reference(&total));
+            return Ok(Reply::text(200, stats::render_reference(&total)));
         }
         (Method::Get, "/metrics") => {
             let all = shard.gather_stats().await;
-            return Reply {
+            return Ok(Reply {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
                 body: stats::render_prometheus(&all).into_bytes(),
-            };
+            });
         }
         _ => {}
     }
-    let client = match head.client_id() {
-        Ok(client) => client,
-        Err(_) => return Reply::text(404, "not found\n"),
-    };
+    let client = head.client_id().map_err(|_| Error::NotFound)?;
     let owner = shard.owner_of(&client);
     match head.method {
         Method::Post => {
-            let binary = head
-                .header("content-type")
-                .is_some_and(|t| t.starts_with(b"application/octet-stream"));
             let op = Op::Push {
                 client,
                 payload: body,
-                binary,
+                binary: contract::is_binary(head.header("content-type")),
                 received,
             };
-            delivery_reply(shard.call(owner, op).await)
+            delivered(shard.call(owner, op).await)
         }
         Method::Delete => {
-            let code = match close_code(head.query.as_deref()) {
-                Ok(code) => code,
-                Err(reason) => return Reply::text(400, format!("{reason}\n")),
-            };
-            delivery_reply(shard.call(owner, Op::Close { client, code }).await)
+            let code = close_code(head.query.as_deref()).map_err(Error::BadQuery)?;
+            delivered(shard.call(owner, Op::Close { client, code }).await)
         }
         Method::Get => match shard.call(owner, Op::Info { client }).await {
-            Some(OpReply::Info(Some(json))) => Reply {
+            Some(OpReply::Info(Some(json))) => Ok(Reply {
                 status: 200,
                 content_type: "application/json",
                 body: json.into_bytes(),
-            },
-            Some(_) => Reply::text(404, "not found\n"),
-            None => Reply::text(503, "owning shard did not answer\n"),
+            }),
+            Some(_) => Err(Error::NotFound),
+            None => Err(Error::OwnerSilent),
         },
-        _ => Reply::text(405, "method not allowed\n"),
+        _ => Err(Error::MethodNotAllowed),
     }
 }
 
-fn delivery_reply(reply: Option<OpReply>) -> Reply {
+/// The answer to a push or close, once its owner acted.
+fn delivered(reply: Option<OpReply>) -> Result<Reply, Error> {
     match reply {
-        Some(OpReply::Delivery(Delivery::Done)) => Reply::text(200, "ok\n"),
-        Some(OpReply::Delivery(Delivery::NotFound)) => Reply::text(404, "not found\n"),
-        Some(OpReply::Delivery(Delivery::Full)) => Reply::text(503, "send queue full\n"),
-        _ => Reply::text(503, "owning shard did not answer\n"),
+        Some(OpReply::Delivery(Delivery::Done)) => Ok(Reply::ok()),
+        Some(OpReply::Delivery(Delivery::NotFound)) => Err(Error::NotFound),
+        Some(OpReply::Delivery(Delivery::Full)) => Err(Error::QueueFull),
+        _ => Err(Error::OwnerSilent),
     }
 }
 

@@ -5,13 +5,20 @@ use std::time::Instant;
 use ws2api_shards::Handoff;
 
 use crate::client_id::ClientId;
+use crate::http::upgrade::Upgrade;
 use crate::stats::ShardStats;
 
 /// Everything one shard may ask of another. Plain data (`Send`): no `Rc`, no stream.
 #[derive(Debug)]
 pub enum ShardMsg {
-    /// An upgrade request whose ClientId this shard owns, with its socket and the bytes read so far.
-    Adopt(Handoff),
+    /// An upgrade request whose ClientId this shard owns, checked by the shard that read
+    /// it, with its socket and the bytes the client sent behind the request head.
+    Adopt {
+        /// The socket, with the bytes behind the head.
+        socket: Handoff,
+        /// The request, parsed once (boxed: the other messages stay small).
+        upgrade: Box<Upgrade>,
+    },
     /// A request for the owner of a client (or for any shard's stats); answer with `Reply`.
     Call {
         /// The asking shard, where the reply goes.

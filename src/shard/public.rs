@@ -1,32 +1,23 @@
-//! The public listener of one shard: accept, read the upgrade request, send it to
-//! the shard that owns its ClientId, ask the API server, answer 101 or an error.
+//! The public listener of one shard: accept, read the upgrade request and check it
+//! once, send it to the shard that owns its ClientId, ask the API server, answer 101
+//! or an error.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 
 use futures_lite::AsyncWriteExt;
 use glommio::net::{TcpListener, TcpStream};
-use ws2api_shards::{listener, Handoff};
+use ws2api_shards::{listener, Handoff, Pass};
 
 use super::session;
-use super::tracker::Token;
 use super::{Shard, ShardMsg};
-use crate::api::{ApiMethod, ApiRequest};
-use crate::error::Error;
+use crate::api::contract::{Connect, ConnectVerdict, EventAnswer, Who};
+use crate::error::{Error, Side};
 use crate::http::proxy::ProxyHeader;
 use crate::http::read::{read_head, read_proxy_header};
-use crate::http::request::{self, RequestHead};
 use crate::http::response;
+use crate::http::upgrade::Upgrade;
 use crate::ws::Conn;
-
-/// Headers of the client's upgrade request passed on to the API server's Connect.
-const FORWARDED: [(&str, &str); 5] = [
-    ("cookie", "Cookie"),
-    ("authorization", "Authorization"),
-    ("origin", "Origin"),
-    ("user-agent", "User-Agent"),
-    ("sec-websocket-protocol", "Sec-WebSocket-Protocol"),
-];
 
 /// Accepts connections until the shard begins to stop.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
@@ -39,8 +30,8 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
         match accepted {
             None => break,
             Some(Ok(stream)) => {
-                let token = shard.tracker.token();
-                glommio::spawn_local(handshake(shard.clone(), stream, token)).detach();
+                let pass = shard.gate.enter();
+                glommio::spawn_local(handshake(shard.clone(), stream, pass)).detach();
             }
             Some(Err(e)) => {
                 let e = std::io::Error::from(e);
@@ -52,8 +43,8 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 }
 
 /// Reads the upgrade request within `--handshake-timeout`, checks it, and serves it
-/// here or hands it to its owner.
-async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, token: Token) {
+/// here or hands it, checked, to its owner.
+async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
     let mut peer = match stream.peer_addr() {
         Ok(peer) => peer,
         Err(_) => return,
@@ -73,36 +64,38 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, token: Token) {
         Ok(read_head(&mut stream, &mut buf, max_head).await)
     })
     .await;
-    let head = match read {
+    let checked = match read {
         Err(_) => Err(Error::HandshakeTimeout),
-        Ok(Ok(Some((_, head)))) => Ok(head),
+        Ok(Ok(Some((head_len, head)))) => Upgrade::new(head)
+            .map(|upgrade| (head_len, upgrade))
+            .map_err(Error::from),
         Ok(Ok(None)) => return,
-        Ok(Err(e)) => Err(e),
+        Ok(Err(e)) => Err(e.into()),
     };
-    let owner = head.and_then(|head| {
-        let client = head.client_id()?;
-        head.websocket_accept()?;
-        Ok(shard.owner_of(&client))
-    });
-    match owner {
-        Err(error) => refuse(&shard, &mut stream, &error).await,
-        Ok(owner) if owner == shard.id => upgrade(shard, stream, peer, buf, token).await,
-        Ok(owner) => {
-            shard.stats.borrow_mut().handoffs += 1;
-            match Handoff::new(stream, peer, buf) {
-                Ok(handoff) => {
-                    if shard
-                        .mesh
-                        .send(owner, ShardMsg::Adopt(handoff))
-                        .await
-                        .is_err()
-                    {
-                        log::warn!("shard {}: shard {owner} is gone", shard.id);
-                    }
-                }
-                Err(e) => log::warn!("shard {}: cannot hand off socket: {e}", shard.id),
+    let (head_len, upgrade) = match checked {
+        Ok(checked) => checked,
+        Err(error) => return refuse(&shard, &mut stream, &error).await,
+    };
+    // Exactly what the client sent behind its head (usually nothing, so no allocation):
+    // it lives as long as the connection.
+    let leftover = buf.split_off(head_len);
+    drop(buf);
+    let owner = shard.owner_of(&upgrade.client);
+    if owner == shard.id {
+        return self::upgrade(shard, stream, peer, upgrade, leftover, pass).await;
+    }
+    shard.stats.borrow_mut().handoffs += 1;
+    match Handoff::new(stream, peer, leftover) {
+        Ok(socket) => {
+            let msg = ShardMsg::Adopt {
+                socket,
+                upgrade: Box::new(upgrade),
+            };
+            if shard.mesh.send(owner, msg).await.is_err() {
+                log::warn!("shard {}: shard {owner} is gone", shard.id);
             }
         }
+        Err(e) => log::warn!("shard {}: cannot hand off socket: {e}", shard.id),
     }
 }
 
@@ -111,14 +104,11 @@ async fn refuse(shard: &Shard, stream: &mut TcpStream, error: &Error) {
     let status = error.status();
     log::debug!("shard {}: upgrade refused with {status}: {error}", shard.id);
     shard.stats.borrow_mut().upgrades_refused += 1;
-    if matches!(error, Error::ClientIo(_) | Error::Proxy(_)) {
+    if error.unanswerable() {
         // Gone, or not speaking our protocol at all: nothing to answer.
         return;
     }
-    let extra: &[(&str, &str)] = match error {
-        Error::Request(e) => e.extra_headers(),
-        _ => &[],
-    };
+    let extra = error.extra_headers();
     let mut out = Vec::with_capacity(160);
     let body = format!("{}\n", response::reason(status));
     response::write_response(
@@ -138,24 +128,48 @@ async fn refuse(shard: &Shard, stream: &mut TcpStream, error: &Error) {
 }
 
 /// On the owning shard: asks the API server, answers, and starts the connection.
-/// `buf` holds the request head and maybe bytes behind it.
+/// `leftover` are the bytes the client sent behind its request head.
 pub async fn upgrade(
     shard: Rc<Shard>,
     mut stream: TcpStream,
     peer: SocketAddr,
-    buf: Vec<u8>,
-    token: Token,
+    upgrade: Upgrade,
+    leftover: Vec<u8>,
+    pass: Pass,
 ) {
-    let prepared = prepare(&shard, &buf);
-    let (head_len, head, client, accept) = match prepared {
-        Ok(p) => p,
-        Err(error) => return refuse(&shard, &mut stream, &error).await,
+    let admitted = if shard.draining() {
+        Err(Error::Draining)
+    } else if shard.full() {
+        Err(Error::Full)
+    } else {
+        Ok(())
     };
+    if let Err(error) = admitted {
+        return refuse(&shard, &mut stream, &error).await;
+    }
+    let Upgrade {
+        head,
+        client,
+        accept,
+    } = upgrade;
     let conn_id = shard.next_conn_id();
-    let protocol = match connect_request(&shard, &head, &client, &conn_id, peer).await {
+    let who = Who::new(client.as_str(), &conn_id, peer.ip());
+    let connect = Connect::new(who, head.query.as_deref(), |name| head.header(name));
+    let headers = connect.headers();
+    let verdict = match shard.api_request(&connect.request(&headers)).await {
+        Err(e) => Err(Error::Api(e)),
+        Ok(answer) => match EventAnswer::new(answer).connect() {
+            ConnectVerdict::Accept { subprotocol } => Ok(subprotocol),
+            ConnectVerdict::Status(status) => Err(Error::ApiStatus(status)),
+            ConnectVerdict::Refused(body) => Err(Error::ApiRefused(body)),
+        },
+    };
+    drop(headers);
+    drop(connect);
+    let protocol = match verdict {
         Ok(protocol) => protocol,
         Err(error) => {
-            if error.side() == crate::error::Side::Upstream {
+            if error.side() == Side::Upstream {
                 crate::log_limited!(
                     shard.upstream_log,
                     log::Level::Warn,
@@ -166,13 +180,11 @@ pub async fn upgrade(
             return refuse(&shard, &mut stream, &error).await;
         }
     };
+    drop(head);
     let mut first = Vec::with_capacity(160);
     response::write_switching_protocols(&mut first, &accept, protocol.as_deref());
     let conn = Rc::new(Conn::new(client.clone(), conn_id, peer, first));
-    let (key, replaced) = shard
-        .table
-        .borrow_mut()
-        .insert(client.clone(), conn.clone());
+    let (key, replaced) = shard.table.borrow_mut().insert(client, conn.clone());
     shard.stats.borrow_mut().connections_opened += 1;
     if let Some(old_key) = replaced {
         let old = shard.table.borrow().get(old_key).cloned();
@@ -186,9 +198,7 @@ pub async fn upgrade(
         conn.close(1001, "shutdown");
     }
     bound_kernel_send_buffer(&stream, shard.config.max_outbound_bytes);
-    let leftover = buf[head_len..].to_vec();
-    drop(buf);
-    glommio::spawn_local(session::serve(shard, stream, conn, key, leftover, token)).detach();
+    glommio::spawn_local(session::serve(shard, stream, conn, key, leftover, pass)).detach();
 }
 
 /// Caps the kernel's send buffer of a client socket at a quarter of
@@ -203,61 +213,5 @@ fn bound_kernel_send_buffer(stream: &TcpStream, max_outbound: usize) {
     let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
     if let Err(e) = nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBuf, &size) {
         log::debug!("SO_SNDBUF {size}: {e}");
-    }
-}
-
-type Prepared = (usize, RequestHead, crate::client_id::ClientId, String);
-
-fn prepare(shard: &Shard, buf: &[u8]) -> Result<Prepared, Error> {
-    let (head_len, head) = request::parse(buf, shard.config.max_head_size)?
-        .ok_or_else(|| Error::Internal("handed-off request head is incomplete".into()))?;
-    let client = head.client_id()?;
-    let accept = head.websocket_accept()?;
-    if shard.draining() {
-        return Err(Error::Draining);
-    }
-    if shard.table.borrow().len() >= shard.connection_limit() {
-        return Err(Error::Full);
-    }
-    Ok((head_len, head, client, accept))
-}
-
-/// The Connect request: `GET {api}{ClientId}[?query]`. Returns the subprotocol the
-/// API server chose, if any.
-async fn connect_request(
-    shard: &Shard,
-    head: &RequestHead,
-    client: &crate::client_id::ClientId,
-    conn_id: &str,
-    peer: SocketAddr,
-) -> Result<Option<String>, Error> {
-    let peer_ip = crate::http::forwarded::IpText::new(peer.ip());
-    let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(8);
-    headers.push(("X-Connection-Id", conn_id.as_bytes()));
-    headers.push(("X-Forwarded-For", peer_ip.as_bytes()));
-    for (lower, name) in FORWARDED {
-        if let Some(value) = head.header(lower) {
-            headers.push((name, value));
-        }
-    }
-    let request = ApiRequest {
-        method: ApiMethod::Get,
-        client_id: client.as_str(),
-        query: head.query.as_deref(),
-        headers: &headers,
-        body: b"",
-    };
-    let answer = shard.api_request(&request).await;
-    match answer {
-        Err(e) => Err(Error::Api(e)),
-        Ok(answer) if !(200..300).contains(&answer.status) => Err(Error::ApiStatus(answer.status)),
-        Ok(answer) if answer.body != b"ok" => Err(Error::ApiRefused(
-            String::from_utf8_lossy(&answer.body[..answer.body.len().min(200)]).into_owned(),
-        )),
-        Ok(answer) => Ok(answer
-            .header("sec-websocket-protocol")
-            .and_then(|p| std::str::from_utf8(p).ok())
-            .map(|p| p.trim().to_owned())
-            .filter(|p| !p.is_empty())),
     }
 }

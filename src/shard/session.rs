@@ -2,20 +2,18 @@
 //! message into a POST to the API server, and sends exactly one Disconnect at the end,
 //! whatever ended it.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use glommio::net::TcpStream;
-use ws2api_shards::Key;
+use ws2api_shards::{Key, Pass};
 
-use super::tracker::Token;
 use super::Shard;
-use crate::api::{ApiError, ApiMethod, ApiRequest};
-use crate::http::forwarded::IpText;
+use crate::api::contract::{self, EventAnswer, Who};
+use crate::api::ApiError;
 use crate::ws::codec::WsDecoder;
 use crate::ws::connection::{self, Limits};
-use crate::ws::{Conn, Ended, Message, PushError};
+use crate::ws::{Conn, Ended, InFlight, Message, PushError};
 
 /// Tries of a Disconnect before it is counted as failed: with the backoff below they
 /// span about 16 s, enough for an API server to restart.
@@ -32,14 +30,14 @@ pub async fn serve(
     conn: Rc<Conn>,
     key: Key,
     leftover: Vec<u8>,
-    _token: Token,
+    _pass: Pass,
 ) {
     let decoder = WsDecoder::new(shard.config.max_message_size);
     let limits = Limits {
         max_inflight: shard.config.max_inflight_per_client,
         max_outbound: shard.config.max_outbound_bytes,
     };
-    let on_message = |conn: &Rc<Conn>, message: Message| post_message(&shard, conn, message);
+    let on_message = |inflight: InFlight, message: Message| post_message(&shard, inflight, message);
     let ended = connection::run(
         &mut stream,
         &conn,
@@ -71,13 +69,9 @@ pub async fn serve(
     conn.finish();
 }
 
-fn forwarded_for(peer: SocketAddr) -> IpText {
-    IpText::new(peer.ip())
-}
-
 /// Sends `message` to the API server in its own task; a non-empty 2xx answer goes
-/// back to the client.
-fn post_message(shard: &Rc<Shard>, conn: &Rc<Conn>, message: Message) {
+/// back to the client. The connection reads on once `inflight` drops with the task.
+fn post_message(shard: &Rc<Shard>, inflight: InFlight, message: Message) {
     {
         let mut stats = shard.stats.borrow_mut();
         stats.messages_in += 1;
@@ -86,47 +80,31 @@ fn post_message(shard: &Rc<Shard>, conn: &Rc<Conn>, message: Message) {
         };
     }
     let shard = shard.clone();
-    let conn = conn.clone();
     glommio::spawn_local(async move {
-        let (body, content_type): (Vec<u8>, &[u8]) = match message {
-            Message::Text(body) => (body, b"text/plain; charset=utf-8"),
-            Message::Binary(body) => (body, b"application/octet-stream"),
+        let conn = inflight.conn();
+        let (body, binary) = match message {
+            Message::Text(body) => (body, false),
+            Message::Binary(body) => (body, true),
         };
-        let peer_ip = forwarded_for(conn.peer);
-        let headers: [(&str, &[u8]); 3] = [
-            ("Content-Type", content_type),
-            ("X-Connection-Id", conn.conn_id.as_bytes()),
-            ("X-Forwarded-For", peer_ip.as_bytes()),
-        ];
-        let request = ApiRequest {
-            method: ApiMethod::Post,
-            client_id: conn.client_id.as_str(),
-            query: None,
-            headers: &headers,
-            body: &body,
-        };
-        let answer = shard.api_request(&request).await;
-        match answer {
-            Ok(answer) if answer.status / 100 == 2 => {
-                if !answer.body.is_empty() {
-                    let octets = answer
-                        .header("content-type")
-                        .is_some_and(|t| t.starts_with(b"application/octet-stream"));
-                    // A text frame must carry UTF-8: anything else goes out as binary
-                    // rather than make the client fail the connection with 1007.
-                    let binary = octets || std::str::from_utf8(&answer.body).is_err();
-                    if binary && !octets {
+        let who = Who::new(conn.client_id.as_str(), &conn.conn_id, conn.peer.ip());
+        let event = contract::Message::new(who, &body, binary);
+        let headers = event.headers();
+        let answer = shard.api_request(&event.request(&headers)).await;
+        match answer.map(EventAnswer::new) {
+            Ok(answer) if answer.is_success() => {
+                if let Some(reply) = answer.reply() {
+                    if reply.not_utf8 {
                         log::info!(
                             "shard {}: answer to {} is not UTF-8; sent as a binary frame",
                             shard.id,
                             conn.client_id
                         );
                     }
-                    match conn.send(&answer.body, binary, shard.config.max_outbound_bytes) {
+                    match conn.send(&reply.body, reply.binary, shard.config.max_outbound_bytes) {
                         Ok(()) => {
                             let mut stats = shard.stats.borrow_mut();
                             stats.messages_out += 1;
-                            stats.bytes_out += answer.body.len() as u64;
+                            stats.bytes_out += reply.body.len() as u64;
                         }
                         // It keeps sending but reads nothing: its answers cannot go anywhere.
                         Err(PushError::Full) => conn.close(1008, "send queue full"),
@@ -140,7 +118,7 @@ fn post_message(shard: &Rc<Shard>, conn: &Rc<Conn>, message: Message) {
                 "shard {}: message from {} answered {}",
                 shard.id,
                 conn.client_id,
-                answer.status
+                answer.status()
             ),
             Err(e) => crate::log_limited!(
                 shard.upstream_log,
@@ -150,7 +128,7 @@ fn post_message(shard: &Rc<Shard>, conn: &Rc<Conn>, message: Message) {
                 conn.client_id
             ),
         }
-        conn.message_done();
+        drop(inflight);
     })
     .detach();
 }
@@ -158,31 +136,20 @@ fn post_message(shard: &Rc<Shard>, conn: &Rc<Conn>, message: Message) {
 /// The Disconnect: `DELETE {api}{ClientId}` with the reason as body and
 /// `X-Close-Code`. Retried with backoff on failure or a 5xx; never dropped silently.
 async fn disconnect(shard: &Shard, conn: &Conn, ended: &Ended) {
-    let code = ended.code.to_string();
-    let peer_ip = forwarded_for(conn.peer);
-    let headers: [(&str, &[u8]); 4] = [
-        ("Content-Type", b"text/plain; charset=utf-8"),
-        ("X-Close-Code", code.as_bytes()),
-        ("X-Connection-Id", conn.conn_id.as_bytes()),
-        ("X-Forwarded-For", peer_ip.as_bytes()),
-    ];
-    let request = ApiRequest {
-        method: ApiMethod::Delete,
-        client_id: conn.client_id.as_str(),
-        query: None,
-        headers: &headers,
-        body: ended.reason.as_bytes(),
-    };
+    let who = Who::new(conn.client_id.as_str(), &conn.conn_id, conn.peer.ip());
+    let event = contract::Disconnect::new(who, ended.code, &ended.reason);
+    let headers = event.headers();
+    let request = event.request(&headers);
     let mut backoff = DISCONNECT_BACKOFF;
     for attempt in 1..=DISCONNECT_ATTEMPTS {
-        match shard.api_request(&request).await {
-            Ok(answer) if answer.status < 500 => {
-                if answer.status / 100 != 2 {
+        match shard.api_request(&request).await.map(EventAnswer::new) {
+            Ok(answer) if answer.settles_disconnect() => {
+                if !answer.is_success() {
                     log::info!(
                         "shard {}: disconnect of {} answered {}",
                         shard.id,
                         conn.client_id,
-                        answer.status
+                        answer.status()
                     );
                 }
                 return;
@@ -193,7 +160,7 @@ async fn disconnect(shard: &Shard, conn: &Conn, ended: &Ended) {
                 "shard {}: disconnect of {} answered {} (attempt {attempt})",
                 shard.id,
                 conn.client_id,
-                answer.status
+                answer.status()
             ),
             Err(ApiError::Closed) => break,
             Err(e) => crate::log_limited!(

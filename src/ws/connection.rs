@@ -189,9 +189,9 @@ impl Conn {
         self.messages_out.get()
     }
 
-    /// Called when a message handed on by [`run`] has been fully dealt with (its API
-    /// request answered or failed): the connection may read again.
-    pub fn message_done(&self) {
+    /// A message handed on by [`run`] has been dealt with (its [`InFlight`] dropped):
+    /// the connection may read again.
+    fn message_done(&self) {
         self.inflight.set(self.inflight.get().saturating_sub(1));
         self.wake();
     }
@@ -281,6 +281,32 @@ impl Conn {
     }
 }
 
+/// One message handed on by [`run`] and not yet dealt with. The connection reads at
+/// most `max_inflight` messages ahead of these; dropping one (the API server answered,
+/// the request failed, or the task carrying it is gone) lets it read again, so the count
+/// cannot be forgotten.
+pub struct InFlight {
+    conn: Rc<Conn>,
+}
+
+impl InFlight {
+    fn new(conn: &Rc<Conn>) -> InFlight {
+        conn.inflight.set(conn.inflight.get() + 1);
+        InFlight { conn: conn.clone() }
+    }
+
+    /// The connection the message came from.
+    pub fn conn(&self) -> &Rc<Conn> {
+        &self.conn
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.conn.message_done();
+    }
+}
+
 /// What a liveness tick did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
@@ -311,7 +337,7 @@ enum Step {
 /// Limits of the loop.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Messages handed on and not yet [`Conn::message_done`] before reading stops.
+    /// Messages handed on whose [`InFlight`] is not dropped yet before reading stops.
     pub max_inflight: usize,
     /// `--max-outbound-bytes`: also bounds the pongs a client's pings queue.
     pub max_outbound: usize,
@@ -329,7 +355,7 @@ pub async fn run(
     initial: &[u8],
     read_buf: &RefCell<Vec<u8>>,
     limits: Limits,
-    on_message: &dyn Fn(&Rc<Conn>, Message),
+    on_message: &dyn Fn(InFlight, Message),
 ) -> Ended {
     let mut events = Vec::new();
     let mut queue: VecDeque<Message> = VecDeque::new();
@@ -367,9 +393,8 @@ pub async fn run(
             let Some(message) = queue.pop_front() else {
                 break;
             };
-            conn.inflight.set(conn.inflight.get() + 1);
             conn.messages_in.set(conn.messages_in.get() + 1);
-            on_message(conn, message);
+            on_message(InFlight::new(conn), message);
         }
         if let Some(error) = violation.take() {
             return Box::pin(close_with(
@@ -524,6 +549,19 @@ mod tests {
     }
 
     #[test]
+    fn an_in_flight_message_counts_until_dropped() {
+        let c = Rc::new(conn());
+        let a = InFlight::new(&c);
+        let b = InFlight::new(&c);
+        assert_eq!(c.inflight.get(), 2);
+        assert!(Rc::ptr_eq(a.conn(), &c));
+        drop(a);
+        assert_eq!(c.inflight.get(), 1);
+        drop(b);
+        assert_eq!(c.inflight.get(), 0);
+    }
+
+    #[test]
     fn send_queues_a_frame_and_counts_it() {
         let c = conn();
         c.send(b"hi", false, usize::MAX).unwrap();
@@ -564,11 +602,11 @@ mod tests {
 
     #[test]
     fn a_peer_waiting_on_the_api_is_alive() {
-        let c = conn();
-        c.inflight.set(1);
+        let c = Rc::new(conn());
+        let waiting = InFlight::new(&c);
         assert_eq!(c.liveness_tick(true), Liveness::Alive);
         assert_eq!(c.liveness_tick(true), Liveness::Alive);
-        c.message_done();
+        drop(waiting);
         assert_eq!(c.liveness_tick(true), Liveness::Alive);
         assert_eq!(c.liveness_tick(true), Liveness::Pinged);
     }

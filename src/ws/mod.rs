@@ -4,4 +4,4 @@ pub mod codec;
 pub mod connection;
 
 pub use codec::{WsDecoder, WsError, WsEvent};
-pub use connection::{Conn, Ended, Liveness, Message, PushError};
+pub use connection::{Conn, Ended, InFlight, Liveness, Message, PushError};

@@ -1,0 +1,177 @@
+//! One shard's state: the connections it owns, its API pool and counters, its end of
+//! the mesh. It lives in an `Rc` on its executor and never crosses threads.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::sync::Semaphore;
+use ws2api_shards::{shard_of, Calls, Gate, MeshSender, Table};
+
+use super::{OpReply, ShardMsg, READ_BUFFER};
+use crate::api::{Answer, ApiError, ApiMethod, ApiPool, ApiRequest, ApiTarget};
+use crate::client_id::ClientId;
+use crate::config::Config;
+use crate::logger::RateLimited;
+use crate::stats::ShardStats;
+use crate::ws::Conn;
+
+/// One shard's state. Lives in an `Rc` on its executor; never crosses threads.
+pub struct Shard {
+    /// This shard's index.
+    pub id: usize,
+    /// Number of shards.
+    pub count: usize,
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// This shard's pool of connections to the API server.
+    pub api: ApiPool,
+    /// The connections this shard owns, by ClientId.
+    pub table: RefCell<Table<ClientId, Rc<Conn>>>,
+    /// This shard's counters.
+    pub stats: RefCell<ShardStats>,
+    /// The sending half of the mesh (the receiving half runs in `Mesh::serve`, which
+    /// hands each message to [`Shard::on_mesh`]).
+    pub mesh: MeshSender<ShardMsg>,
+    /// Calls this shard sent to others and is waiting on.
+    pub calls: Calls<OpReply>,
+    /// The read buffer shared by every connection of this shard (borrowed only inside one poll).
+    pub read_buf: RefCell<Vec<u8>>,
+    /// Handshakes and connections alive, for the orderly stop.
+    pub gate: Gate,
+    /// Bounds the log lines about failed requests to the API server.
+    pub upstream_log: RateLimited,
+    draining: Cell<bool>,
+    /// Closed when the shard starts draining: accept loops wait on it to stop.
+    stopping: Semaphore,
+    conn_seq: Cell<u64>,
+    boot: u64,
+}
+
+impl Shard {
+    /// Shard `id` of the gateway, with its end of the mesh; `boot` names the process.
+    pub fn new(id: usize, config: Arc<Config>, mesh: MeshSender<ShardMsg>, boot: u64) -> Shard {
+        let target = ApiTarget {
+            addr: config.api.addr,
+            host: config.api.authority(),
+            base: config.api.path.clone(),
+        };
+        Shard {
+            id,
+            count: mesh.shards(),
+            api: ApiPool::new(
+                target,
+                config.api_max_conns,
+                config.api_timeout,
+                config.max_answer_size,
+            ),
+            config,
+            table: RefCell::new(Table::new()),
+            stats: RefCell::new(ShardStats::default()),
+            mesh,
+            calls: Calls::default(),
+            read_buf: RefCell::new(vec![0; READ_BUFFER]),
+            gate: Gate::default(),
+            upstream_log: RateLimited::new(10, Duration::from_secs(1)),
+            draining: Cell::new(false),
+            stopping: Semaphore::new(0),
+            conn_seq: Cell::new(0),
+            boot,
+        }
+    }
+
+    /// Sends one request to the API server and counts it: started, in flight, its
+    /// time by event (the method tells Connect, Message and Disconnect apart), then
+    /// succeeded (2xx) or failed, by kind.
+    pub async fn api_request(&self, request: &ApiRequest<'_>) -> Result<Answer, ApiError> {
+        {
+            let mut stats = self.stats.borrow_mut();
+            stats.requests_started += 1;
+            stats.requests_in_flight += 1;
+        }
+        let started = Instant::now();
+        let answer = self.api.send(request).await;
+        let elapsed = started.elapsed();
+        let mut stats = self.stats.borrow_mut();
+        stats.requests_in_flight -= 1;
+        let failure = match &answer {
+            Ok(a) if crate::api::contract::is_success(a.status) => None,
+            Ok(_) => Some("status"),
+            Err(e) => Some(e.kind()),
+        };
+        match failure {
+            None => stats.requests_succeeded += 1,
+            Some(kind) => {
+                stats.requests_failed += 1;
+                *stats.api_errors.entry(kind).or_default() += 1;
+            }
+        }
+        let latency = &mut stats.latency;
+        match request.method {
+            ApiMethod::Get => latency.connect.record(elapsed),
+            ApiMethod::Post => latency.message.record(elapsed),
+            ApiMethod::Delete => latency.disconnect.record(elapsed),
+        }
+        answer
+    }
+
+    /// The shard that owns `client`.
+    pub fn owner_of(&self, client: &ClientId) -> usize {
+        shard_of(client.as_bytes(), self.count)
+    }
+
+    /// True once the orderly stop began.
+    pub fn draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Resolves when the orderly stop begins.
+    pub async fn stopping(&self) {
+        let _ = self.stopping.acquire(1).await;
+    }
+
+    /// This shard's share of `--max-connections`.
+    pub fn connection_limit(&self) -> usize {
+        self.config.max_connections.div_ceil(self.count)
+    }
+
+    /// True while the shard holds its share of `--max-connections`.
+    pub fn full(&self) -> bool {
+        self.table.borrow().len() >= self.connection_limit()
+    }
+
+    /// A fresh `X-Connection-Id`: `<process>-<shard>-<sequence>`, where `<process>` is
+    /// 48 random bits drawn at start, so ids differ across shards, restarts and
+    /// gateways started together behind one load balancer.
+    pub fn next_conn_id(&self) -> Box<str> {
+        let seq = self.conn_seq.get() + 1;
+        self.conn_seq.set(seq);
+        format!("{:012x}-{}-{}", self.boot, self.id, seq).into_boxed_str()
+    }
+
+    /// The connection `client` has on this shard, if any.
+    pub fn conn(&self, client: &ClientId) -> Option<Rc<Conn>> {
+        self.table
+            .borrow()
+            .get_by_name(client)
+            .map(|(_, c)| c.clone())
+    }
+
+    /// Begins the orderly stop: accept loops end, every client is asked to close with 1001.
+    pub fn begin_drain(&self) {
+        if self.draining.replace(true) {
+            return;
+        }
+        self.stopping.close();
+        let conns: Vec<Rc<Conn>> = self
+            .table
+            .borrow()
+            .iter()
+            .map(|(_, _, conn)| conn.clone())
+            .collect();
+        for conn in conns {
+            conn.close(1001, "shutdown");
+        }
+    }
+}
