@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::builder::BoolishValueParser;
 use clap::Parser;
 
-use crate::config::LogLevel;
+use crate::logger::LogLevel;
 
 const AFTER_HELP: &str = "\
 Durations take a unit: 500ms, 10s, 2m, 1h (a bare number is rejected).

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::cli::Cli;
+use crate::logger::LogLevel;
 
 /// Upper bound for every duration flag: keeps `Instant + d` far from overflow and catches typos.
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -18,34 +19,6 @@ pub const MIN_HEAD_SIZE: usize = 1 << 10;
 pub const MAX_HEAD_SIZE: usize = 1 << 20;
 /// Upper bound for --shards.
 pub const MAX_SHARDS: usize = 1024;
-
-/// Log verbosity (`--log-level`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
-pub enum LogLevel {
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
-}
-
-impl LogLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Error => "error",
-            LogLevel::Warn => "warn",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-            LogLevel::Trace => "trace",
-        }
-    }
-}
-
-impl fmt::Display for LogLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The parsed `--api-url`: `http://host[:port]/base/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

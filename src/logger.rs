@@ -1,9 +1,38 @@
-//! A small stderr logger for the `log` facade: one line per event, with the time and level.
+//! A small stderr logger for the `log` facade and its `--log-level`: one line per event, with the time and level.
 
+use std::fmt;
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{LevelFilter, Log, Metadata, Record};
+
+/// Log verbosity (`--log-level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 struct StderrLogger;
 
@@ -35,8 +64,8 @@ impl Log for StderrLogger {
 }
 
 /// Installs the logger at `level` (`RUST_LOG`, if set to a level name, wins).
-pub fn init(level: &str) {
-    let chosen = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_owned());
+pub fn init(level: LogLevel) {
+    let chosen = std::env::var("RUST_LOG").unwrap_or_else(|_| level.as_str().to_owned());
     let filter = chosen.parse().unwrap_or(LevelFilter::Info);
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(filter);

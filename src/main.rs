@@ -15,7 +15,7 @@ static ALLOC: SamplingAlloc = SamplingAlloc;
 
 fn main() -> ExitCode {
     let mut config = parse_args_or_exit();
-    ws2api::logger::init(config.log_level.as_str());
+    ws2api::logger::init(config.log_level);
     let profiler = match Profiler::start(config.cpuprofile.as_deref(), config.memprofile.as_deref())
     {
         Ok(profiler) => Arc::new(profiler),
