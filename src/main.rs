@@ -15,9 +15,11 @@ static ALLOC: SamplingAlloc = SamplingAlloc;
 
 fn main() -> ExitCode {
     let mut config = parse_args_or_exit();
-    ws2api::logger::init(config.log_level);
-    let profiler = match Profiler::start(config.cpuprofile.as_deref(), config.memprofile.as_deref())
-    {
+    ws2api::logger::init(config.observability.log_level);
+    let profiler = match Profiler::start(
+        config.observability.cpuprofile.as_deref(),
+        config.observability.memprofile.as_deref(),
+    ) {
         Ok(profiler) => Arc::new(profiler),
         Err(e) => {
             eprintln!("ws2api: error: {e}");
@@ -39,7 +41,7 @@ fn main() -> ExitCode {
     let demo = match config.demo {
         Some(addr) => match Demo::start(addr) {
             Ok(demo) => {
-                config.api = ApiUrl::from_addr(demo.addr);
+                config.api.url = ApiUrl::from_addr(demo.addr);
                 Some(demo)
             }
             Err(e) => {
@@ -50,7 +52,7 @@ fn main() -> ExitCode {
         None => None,
     };
 
-    let api = config.api.to_string();
+    let api = config.api.url.to_string();
     let shards = config.shards;
     let gateway = match Gateway::start(config) {
         Ok(gateway) => gateway,

@@ -41,99 +41,123 @@ fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
 }
 
 /// Everything ws2api runs with, typed and validated. `None` only where "none" is a real setting.
-#[derive(Clone)]
+///
+/// Grouped by who takes it: `server` binds `listen` and `control.listen` and starts `shards`;
+/// each shard builds its API pool from `api`, enforces `limits` on its clients, checks
+/// `control.token` and stops within `shutdown_timeout`; `main` starts the profilers and the
+/// logger from `observability` and the demo API from `demo`. The flag each field comes from is
+/// in `cli.rs`, with its default, unit and trade-off.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// `--listen`: the public WebSocket listener.
     pub listen: SocketAddr,
-    pub control_listen: SocketAddr,
-    /// The API server; with --demo it points at the demo API.
-    pub api: ApiUrl,
-    /// `None`: the control listener needs no auth.
-    pub control_token: Option<String>,
+    /// `--shards`: worker threads, one shard each.
     pub shards: usize,
-    /// Whole process; a shard may enforce `max_connections / shards`.
-    pub max_connections: usize,
-    pub max_message_size: usize,
-    /// Per client.
-    pub max_outbound_bytes: usize,
-    pub max_answer_size: usize,
-    pub max_inflight_per_client: usize,
-    /// Per shard.
-    pub api_max_conns: usize,
-    pub api_timeout: Duration,
-    pub handshake_timeout: Duration,
-    /// `None`: no pings.
-    pub ping_interval: Option<Duration>,
-    /// `None`: no periodic stats.
-    pub stats_interval: Option<Duration>,
-    /// `None`: stats go to stderr.
-    pub stats_file: Option<PathBuf>,
+    /// `--shutdown-timeout`: the orderly stop's deadline, per shard.
     pub shutdown_timeout: Duration,
+    /// `--proxy-protocol`: every public connection starts with a PROXY header.
     pub proxy_protocol: bool,
-    pub max_head_size: usize,
-    pub cpuprofile: Option<PathBuf>,
-    pub memprofile: Option<PathBuf>,
-    pub log_level: LogLevel,
-    /// `Some(addr)` with --demo: run the demo API there (`api` already points at it).
+    /// `Some(addr)` with --demo: run the demo API there (`api.url` already points at it).
     pub demo: Option<SocketAddr>,
+    /// What one client may cost and how long it may stay silent.
+    pub limits: ClientLimits,
+    /// The client of the API server (each shard's pool).
+    pub api: ApiClient,
+    /// The control listener and its token.
+    pub control: ControlPort,
+    /// Periodic stats, profiles, log level.
+    pub observability: Observability,
 }
 
-/// Hand-written so that `{:?}` (e.g. in a startup log line) never prints the control token.
-impl fmt::Debug for Config {
+/// Limits on clients, enforced by each shard on its own connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// `--max-connections`, whole process; a shard enforces `max_connections / shards`.
+    pub max_connections: usize,
+    /// `--max-message-size`, bytes, for a client's message and a pushed body.
+    pub max_message_size: usize,
+    /// `--max-outbound-bytes`, bytes queued per client.
+    pub max_outbound_bytes: usize,
+    /// `--max-inflight-per-client`: API requests of one client at once.
+    pub max_inflight_per_client: usize,
+    /// `--max-head-size`, bytes of an upgrade (or control) request head.
+    pub max_head_size: usize,
+    /// `--handshake-timeout`: from accept to a complete upgrade request.
+    pub handshake_timeout: Duration,
+    /// `--ping-interval`; `None`: no pings.
+    pub ping_interval: Option<Duration>,
+}
+
+/// The client of the API server: where it is and what one shard's pool may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiClient {
+    /// `--api-url`, resolved; with --demo it points at the demo API.
+    pub url: ApiUrl,
+    /// `--api-max-conns`, per shard.
+    pub max_conns: usize,
+    /// `--api-timeout`: one request, connect to the last byte of the answer.
+    pub timeout: Duration,
+    /// `--max-answer-size`, bytes of one answer body.
+    pub max_answer_size: usize,
+}
+
+/// The control listener: `server` binds it, `shard::control` checks the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlPort {
+    /// `--control-listen`.
+    pub listen: SocketAddr,
+    /// `--control-token`; `None`: the control listener needs no auth.
+    pub token: Option<Secret>,
+}
+
+impl ControlPort {
+    /// The bearer token every control request but /healthz and /readyz must carry.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_ref().map(Secret::expose)
+    }
+}
+
+/// What the gateway reports about itself: stats, profiles, logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observability {
+    /// `--stats-interval`; `None`: no periodic stats.
+    pub stats_interval: Option<Duration>,
+    /// `--stats-file`; `None`: stats go to stderr.
+    pub stats_file: Option<PathBuf>,
+    /// `--cpuprofile`.
+    pub cpuprofile: Option<PathBuf>,
+    /// `--memprofile`.
+    pub memprofile: Option<PathBuf>,
+    /// `--log-level`.
+    pub log_level: LogLevel,
+}
+
+/// A string that `{:?}` never prints (the control token, e.g. in a logged Config).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself, for the one place that compares it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Destructured so that a new field fails to compile until it is listed here.
-        let Config {
-            listen,
-            control_listen,
-            api,
-            control_token,
-            shards,
-            max_connections,
-            max_message_size,
-            max_outbound_bytes,
-            max_answer_size,
-            max_inflight_per_client,
-            api_max_conns,
-            api_timeout,
-            handshake_timeout,
-            ping_interval,
-            stats_interval,
-            stats_file,
-            shutdown_timeout,
-            proxy_protocol,
-            max_head_size,
-            cpuprofile,
-            memprofile,
-            log_level,
-            demo,
-        } = self;
-        f.debug_struct("Config")
-            .field("listen", listen)
-            .field("control_listen", control_listen)
-            .field("api", api)
-            .field(
-                "control_token",
-                &control_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("shards", shards)
-            .field("max_connections", max_connections)
-            .field("max_message_size", max_message_size)
-            .field("max_outbound_bytes", max_outbound_bytes)
-            .field("max_answer_size", max_answer_size)
-            .field("max_inflight_per_client", max_inflight_per_client)
-            .field("api_max_conns", api_max_conns)
-            .field("api_timeout", api_timeout)
-            .field("handshake_timeout", handshake_timeout)
-            .field("ping_interval", ping_interval)
-            .field("stats_interval", stats_interval)
-            .field("stats_file", stats_file)
-            .field("shutdown_timeout", shutdown_timeout)
-            .field("proxy_protocol", proxy_protocol)
-            .field("max_head_size", max_head_size)
-            .field("cpuprofile", cpuprofile)
-            .field("memprofile", memprofile)
-            .field("log_level", log_level)
-            .field("demo", demo)
-            .finish()
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Secret {
+        Secret(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret(s.to_owned())
     }
 }
 
@@ -294,7 +318,7 @@ impl Config {
                     "must be printable ASCII without spaces (it travels in an HTTP header)",
                 ))
             }
-            Some(t) => Some(t),
+            Some(t) => Some(Secret(t)),
         };
 
         let shards = match cli.shards {
@@ -369,28 +393,36 @@ impl Config {
 
         Ok(Config {
             listen,
-            control_listen,
-            api,
-            control_token,
             shards,
-            max_connections,
-            max_message_size,
-            max_outbound_bytes,
-            max_answer_size,
-            max_inflight_per_client,
-            api_max_conns,
-            api_timeout,
-            handshake_timeout,
-            ping_interval,
-            stats_interval,
-            stats_file,
             shutdown_timeout,
             proxy_protocol: cli.proxy_protocol,
-            max_head_size,
-            cpuprofile,
-            memprofile,
-            log_level: cli.log_level,
             demo,
+            limits: ClientLimits {
+                max_connections,
+                max_message_size,
+                max_outbound_bytes,
+                max_inflight_per_client,
+                max_head_size,
+                handshake_timeout,
+                ping_interval,
+            },
+            api: ApiClient {
+                url: api,
+                max_conns: api_max_conns,
+                timeout: api_timeout,
+                max_answer_size,
+            },
+            control: ControlPort {
+                listen: control_listen,
+                token: control_token,
+            },
+            observability: Observability {
+                stats_interval,
+                stats_file,
+                cpuprofile,
+                memprofile,
+                log_level: cli.log_level,
+            },
         })
     }
 
@@ -400,28 +432,36 @@ impl Config {
         let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
         Config {
             listen: loopback,
-            control_listen: loopback,
-            api: ApiUrl::from_addr(api),
-            control_token: None,
             shards: 2,
-            max_connections: 1_000_000,
-            max_message_size: 1 << 20,
-            max_outbound_bytes: 1 << 20,
-            max_answer_size: 1 << 20,
-            max_inflight_per_client: 1,
-            api_max_conns: 1000,
-            api_timeout: Duration::from_secs(60),
-            handshake_timeout: Duration::from_secs(10),
-            ping_interval: Some(Duration::from_secs(30)),
-            stats_interval: None,
-            stats_file: None,
             shutdown_timeout: Duration::from_secs(30),
             proxy_protocol: false,
-            max_head_size: 8 << 10,
-            cpuprofile: None,
-            memprofile: None,
-            log_level: LogLevel::Info,
             demo: None,
+            limits: ClientLimits {
+                max_connections: 1_000_000,
+                max_message_size: 1 << 20,
+                max_outbound_bytes: 1 << 20,
+                max_inflight_per_client: 1,
+                max_head_size: 8 << 10,
+                handshake_timeout: Duration::from_secs(10),
+                ping_interval: Some(Duration::from_secs(30)),
+            },
+            api: ApiClient {
+                url: ApiUrl::from_addr(api),
+                max_conns: 1000,
+                timeout: Duration::from_secs(60),
+                max_answer_size: 1 << 20,
+            },
+            control: ControlPort {
+                listen: loopback,
+                token: None,
+            },
+            observability: Observability {
+                stats_interval: None,
+                stats_file: None,
+                cpuprofile: None,
+                memprofile: None,
+                log_level: LogLevel::Info,
+            },
         }
     }
 }

@@ -42,33 +42,33 @@ fn assert_err(args: &[&str], prefix: &str, contains: &str) {
 fn defaults_match_spec() {
     let c = config(&[]).unwrap();
     assert_eq!(c.listen, "0.0.0.0:7001".parse().unwrap());
-    assert_eq!(c.control_listen, "127.0.0.1:7002".parse().unwrap());
-    assert_eq!(c.api.to_string(), "http://127.0.0.1:8000/");
-    assert_eq!(c.api.host, "127.0.0.1");
-    assert_eq!(c.api.port, 8000);
-    assert_eq!(c.api.path, "/");
-    assert_eq!(c.api.addr, "127.0.0.1:8000".parse().unwrap());
-    assert_eq!(c.api.authority(), "127.0.0.1:8000");
-    assert_eq!(c.control_token, None);
+    assert_eq!(c.control.listen, "127.0.0.1:7002".parse().unwrap());
+    assert_eq!(c.api.url.to_string(), "http://127.0.0.1:8000/");
+    assert_eq!(c.api.url.host, "127.0.0.1");
+    assert_eq!(c.api.url.port, 8000);
+    assert_eq!(c.api.url.path, "/");
+    assert_eq!(c.api.url.addr, "127.0.0.1:8000".parse().unwrap());
+    assert_eq!(c.api.url.authority(), "127.0.0.1:8000");
+    assert_eq!(c.control.token, None);
     assert_eq!(c.shards, default_shards());
     assert!(c.shards >= 1);
-    assert_eq!(c.max_connections, 1_000_000);
-    assert_eq!(c.max_message_size, 1 << 20);
-    assert_eq!(c.max_outbound_bytes, 1 << 20);
-    assert_eq!(c.max_answer_size, 1 << 20);
-    assert_eq!(c.max_inflight_per_client, 1);
-    assert_eq!(c.api_max_conns, 1000);
-    assert_eq!(c.api_timeout, Duration::from_secs(60));
-    assert_eq!(c.handshake_timeout, Duration::from_secs(10));
-    assert_eq!(c.ping_interval, Some(Duration::from_secs(30)));
-    assert_eq!(c.stats_interval, None);
-    assert_eq!(c.stats_file, None);
+    assert_eq!(c.limits.max_connections, 1_000_000);
+    assert_eq!(c.limits.max_message_size, 1 << 20);
+    assert_eq!(c.limits.max_outbound_bytes, 1 << 20);
+    assert_eq!(c.api.max_answer_size, 1 << 20);
+    assert_eq!(c.limits.max_inflight_per_client, 1);
+    assert_eq!(c.api.max_conns, 1000);
+    assert_eq!(c.api.timeout, Duration::from_secs(60));
+    assert_eq!(c.limits.handshake_timeout, Duration::from_secs(10));
+    assert_eq!(c.limits.ping_interval, Some(Duration::from_secs(30)));
+    assert_eq!(c.observability.stats_interval, None);
+    assert_eq!(c.observability.stats_file, None);
     assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
     assert!(!c.proxy_protocol);
-    assert_eq!(c.max_head_size, 8 << 10);
-    assert_eq!(c.cpuprofile, None);
-    assert_eq!(c.memprofile, None);
-    assert_eq!(c.log_level, LogLevel::Info);
+    assert_eq!(c.limits.max_head_size, 8 << 10);
+    assert_eq!(c.observability.cpuprofile, None);
+    assert_eq!(c.observability.memprofile, None);
+    assert_eq!(c.observability.log_level, LogLevel::Info);
     assert_eq!(c.demo, None);
 }
 
@@ -100,30 +100,33 @@ fn every_flag_is_parsed() {
     ])
     .unwrap();
     assert_eq!(c.listen, "127.0.0.1:9001".parse().unwrap());
-    assert_eq!(c.control_listen, "[::1]:9002".parse().unwrap());
-    assert_eq!(c.api.host, "localhost");
-    assert_eq!(c.api.port, 9000);
-    assert_eq!(c.api.path, "/api/");
-    assert!(c.api.addr.ip().is_loopback() && c.api.addr.port() == 9000);
-    assert_eq!(c.control_token.as_deref(), Some("s3cret"));
+    assert_eq!(c.control.listen, "[::1]:9002".parse().unwrap());
+    assert_eq!(c.api.url.host, "localhost");
+    assert_eq!(c.api.url.port, 9000);
+    assert_eq!(c.api.url.path, "/api/");
+    assert!(c.api.url.addr.ip().is_loopback() && c.api.url.addr.port() == 9000);
+    assert_eq!(c.control.token(), Some("s3cret"));
     assert_eq!(c.shards, 3);
-    assert_eq!(c.max_connections, 300);
-    assert_eq!(c.max_message_size, 65536);
-    assert_eq!(c.max_outbound_bytes, 2_000_000);
-    assert_eq!(c.max_answer_size, 512);
-    assert_eq!(c.max_inflight_per_client, 4);
-    assert_eq!(c.api_max_conns, 16);
-    assert_eq!(c.api_timeout, Duration::from_millis(1500));
-    assert_eq!(c.handshake_timeout, Duration::from_secs(2));
-    assert_eq!(c.ping_interval, None);
-    assert_eq!(c.stats_interval, Some(Duration::from_secs(60)));
-    assert_eq!(c.stats_file, Some(PathBuf::from("stats.txt")));
+    assert_eq!(c.limits.max_connections, 300);
+    assert_eq!(c.limits.max_message_size, 65536);
+    assert_eq!(c.limits.max_outbound_bytes, 2_000_000);
+    assert_eq!(c.api.max_answer_size, 512);
+    assert_eq!(c.limits.max_inflight_per_client, 4);
+    assert_eq!(c.api.max_conns, 16);
+    assert_eq!(c.api.timeout, Duration::from_millis(1500));
+    assert_eq!(c.limits.handshake_timeout, Duration::from_secs(2));
+    assert_eq!(c.limits.ping_interval, None);
+    assert_eq!(
+        c.observability.stats_interval,
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(c.observability.stats_file, Some(PathBuf::from("stats.txt")));
     assert_eq!(c.shutdown_timeout, Duration::from_secs(3600));
     assert!(c.proxy_protocol);
-    assert_eq!(c.max_head_size, 16384);
-    assert_eq!(c.cpuprofile, Some(PathBuf::from("cpu.prof")));
-    assert_eq!(c.memprofile, Some(PathBuf::from("mem.prof")));
-    assert_eq!(c.log_level, LogLevel::Debug);
+    assert_eq!(c.limits.max_head_size, 16384);
+    assert_eq!(c.observability.cpuprofile, Some(PathBuf::from("cpu.prof")));
+    assert_eq!(c.observability.memprofile, Some(PathBuf::from("mem.prof")));
+    assert_eq!(c.observability.log_level, LogLevel::Debug);
     let dbg = format!("{c:?}");
     assert!(!dbg.contains("s3cret"), "token leaked in Debug: {dbg}");
     assert!(dbg.contains("<redacted>"));
@@ -131,7 +134,7 @@ fn every_flag_is_parsed() {
 
 #[test]
 fn api_url_forms() {
-    let api = |u: &str| config(&["--api-url", u]).map(|c| c.api);
+    let api = |u: &str| config(&["--api-url", u]).map(|c| c.api.url);
     let a = api("http://127.0.0.1:8000").unwrap();
     assert_eq!(a.path, "/");
     let a = api("http://127.0.0.1:8000/ws/events").unwrap();
@@ -273,7 +276,7 @@ fn listen_forms() {
     assert!(c.listen.ip().is_loopback());
     // Port 0 on both is fine: the kernel picks two different ports.
     let c = config(&["--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"]).unwrap();
-    assert_eq!(c.listen, c.control_listen);
+    assert_eq!(c.listen, c.control.listen);
     // Same port on different concrete IPs does not collide.
     config(&["--listen", "127.0.0.2:7002"]).unwrap();
 }
@@ -282,14 +285,14 @@ fn listen_forms() {
 fn demo_points_api_at_demo_listen() {
     let c = config(&["--demo", "--api-url", "https://ignored"]).unwrap();
     assert_eq!(c.demo, Some("127.0.0.1:8000".parse().unwrap()));
-    assert_eq!(c.api.to_string(), "http://127.0.0.1:8000/");
-    assert_eq!(c.api.addr, "127.0.0.1:8000".parse().unwrap());
+    assert_eq!(c.api.url.to_string(), "http://127.0.0.1:8000/");
+    assert_eq!(c.api.url.addr, "127.0.0.1:8000".parse().unwrap());
     let c = config(&["--demo", "--demo-listen", "0.0.0.0:8100"]).unwrap();
     assert_eq!(c.demo, Some("0.0.0.0:8100".parse().unwrap()));
-    assert_eq!(c.api.addr, "127.0.0.1:8100".parse().unwrap());
-    assert_eq!(c.api.authority(), "127.0.0.1:8100");
+    assert_eq!(c.api.url.addr, "127.0.0.1:8100".parse().unwrap());
+    assert_eq!(c.api.url.authority(), "127.0.0.1:8100");
     let c = config(&["--demo", "--demo-listen", "[::1]:8100"]).unwrap();
-    assert_eq!(c.api.to_string(), "http://[::1]:8100/");
+    assert_eq!(c.api.url.to_string(), "http://[::1]:8100/");
     // Without --demo, --demo-listen is not even looked at.
     assert_eq!(config(&["--demo-listen", "junk"]).unwrap().demo, None);
 }
@@ -339,13 +342,13 @@ fn env_overrides_and_flags_win() {
         std::env::remove_var(v);
     }
     let c = Config::from_cli(parsed.unwrap()).unwrap();
-    assert_eq!(c.api_timeout, Duration::from_secs(7));
+    assert_eq!(c.api.timeout, Duration::from_secs(7));
     assert_eq!(c.shards, 5);
     assert!(c.proxy_protocol);
-    assert_eq!(c.api.port, 8181);
-    assert_eq!(c.api.path, "/env/");
+    assert_eq!(c.api.url.port, 8181);
+    assert_eq!(c.api.url.path, "/env/");
     let c = Config::from_cli(flag_wins.unwrap()).unwrap();
-    assert_eq!(c.api_timeout, Duration::from_secs(9));
+    assert_eq!(c.api.timeout, Duration::from_secs(9));
     let e = Config::from_cli(bad.unwrap()).unwrap_err().to_string();
     assert!(e.starts_with("--api-timeout: "), "{e}");
 }
@@ -376,11 +379,11 @@ fn every_flag_has_env_help_and_default() {
 fn for_tests_is_sane() {
     let api: SocketAddr = "127.0.0.1:18000".parse().unwrap();
     let c = Config::for_tests(api);
-    assert_eq!(c.api.addr, api);
-    assert_eq!(c.api.to_string(), "http://127.0.0.1:18000/");
-    assert_eq!(c.api.authority(), "127.0.0.1:18000");
+    assert_eq!(c.api.url.addr, api);
+    assert_eq!(c.api.url.to_string(), "http://127.0.0.1:18000/");
+    assert_eq!(c.api.url.authority(), "127.0.0.1:18000");
     assert_eq!(c.listen, "127.0.0.1:0".parse().unwrap());
-    assert_eq!(c.control_listen, "127.0.0.1:0".parse().unwrap());
+    assert_eq!(c.control.listen, "127.0.0.1:0".parse().unwrap());
     assert_eq!(c.shards, 2);
     assert_eq!(c.demo, None);
     // Apart from addresses and shards, exactly the command-line defaults.
@@ -390,6 +393,6 @@ fn for_tests_is_sane() {
         "--shards=2",
     ])
     .unwrap();
-    d.api = c.api.clone();
+    d.api.url = c.api.url.clone();
     assert_eq!(format!("{d:?}"), format!("{c:?}"));
 }

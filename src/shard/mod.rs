@@ -83,18 +83,18 @@ pub struct Shard {
 impl Shard {
     fn new(id: usize, config: Arc<Config>, mesh: MeshSender<ShardMsg>, boot: u64) -> Shard {
         let target = ApiTarget {
-            addr: config.api.addr,
-            host: config.api.authority(),
-            base: config.api.path.clone(),
+            addr: config.api.url.addr,
+            host: config.api.url.authority(),
+            base: config.api.url.path.clone(),
         };
         Shard {
             id,
             count: mesh.shards(),
             api: ApiPool::new(
                 target,
-                config.api_max_conns,
-                config.api_timeout,
-                config.max_answer_size,
+                config.api.max_conns,
+                config.api.timeout,
+                config.api.max_answer_size,
             ),
             config,
             table: RefCell::new(Table::new()),
@@ -167,7 +167,7 @@ impl Shard {
 
     /// This shard's share of `--max-connections`.
     pub fn connection_limit(&self) -> usize {
-        self.config.max_connections.div_ceil(self.count)
+        self.config.limits.max_connections.div_ceil(self.count)
     }
 
     /// A fresh `X-Connection-Id`: `<process>-<shard>-<sequence>`, where `<process>` is
@@ -196,7 +196,7 @@ impl Shard {
                 let delivery = match conn {
                     None => Delivery::NotFound,
                     Some(conn) => {
-                        match conn.send(&payload, binary, self.config.max_outbound_bytes) {
+                        match conn.send(&payload, binary, self.config.limits.max_outbound_bytes) {
                             Ok(()) => Delivery::Done,
                             Err(PushError::Closed) => Delivery::NotFound,
                             Err(PushError::Full) => Delivery::Full,
@@ -371,7 +371,7 @@ const SWEEP_SLICES: usize = 10;
 /// connection per interval, one timer per shard (no timer per socket). Each
 /// `interval / SWEEP_SLICES` it ticks the connections of one slice of the table.
 async fn liveness_sweep(shard: Rc<Shard>) {
-    let ping = shard.config.ping_interval;
+    let ping = shard.config.limits.ping_interval;
     let interval = ping.unwrap_or(SWEEP_WITHOUT_PINGS);
     let (mut timed_out, mut stalled) = (0u64, 0u64);
     for step in 0usize.. {
@@ -447,7 +447,7 @@ pub async fn run(start: ShardStart) {
         listener::into_listener(control),
     ));
     let liveness_task = glommio::spawn_local(liveness_sweep(shard.clone()));
-    let report_task = match config.stats_interval {
+    let report_task = match config.observability.stats_interval {
         Some(interval) if id == 0 => {
             Some(glommio::spawn_local(report::run(shard.clone(), interval)))
         }

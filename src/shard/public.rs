@@ -60,9 +60,9 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, token: Token) {
     };
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::new();
-    let max_head = shard.config.max_head_size;
+    let max_head = shard.config.limits.max_head_size;
     let proxied = shard.config.proxy_protocol;
-    let read = glommio::timer::timeout(shard.config.handshake_timeout, async {
+    let read = glommio::timer::timeout(shard.config.limits.handshake_timeout, async {
         if proxied {
             match read_proxy_header(&mut stream, &mut buf).await {
                 Ok(ProxyHeader::Proxied { source, .. }) => peer = source,
@@ -129,7 +129,7 @@ async fn refuse(shard: &Shard, stream: &mut TcpStream, error: &Error) {
         body.as_bytes(),
         false,
     );
-    let _ = glommio::timer::timeout(shard.config.handshake_timeout, async {
+    let _ = glommio::timer::timeout(shard.config.limits.handshake_timeout, async {
         let _ = stream.write_all(&out).await;
         let _ = stream.close().await;
         Ok(())
@@ -185,7 +185,7 @@ pub async fn upgrade(
     if shard.draining() {
         conn.close(1001, "shutdown");
     }
-    bound_kernel_send_buffer(&stream, shard.config.max_outbound_bytes);
+    bound_kernel_send_buffer(&stream, shard.config.limits.max_outbound_bytes);
     let leftover = buf[head_len..].to_vec();
     drop(buf);
     glommio::spawn_local(session::serve(shard, stream, conn, key, leftover, token)).detach();
@@ -209,7 +209,7 @@ fn bound_kernel_send_buffer(stream: &TcpStream, max_outbound: usize) {
 type Prepared = (usize, RequestHead, crate::client_id::ClientId, String);
 
 fn prepare(shard: &Shard, buf: &[u8]) -> Result<Prepared, Error> {
-    let (head_len, head) = request::parse(buf, shard.config.max_head_size)?
+    let (head_len, head) = request::parse(buf, shard.config.limits.max_head_size)?
         .ok_or_else(|| Error::Internal("handed-off request head is incomplete".into()))?;
     let client = head.client_id()?;
     let accept = head.websocket_accept()?;

@@ -34,10 +34,10 @@ pub async fn serve(
     leftover: Vec<u8>,
     _token: Token,
 ) {
-    let decoder = WsDecoder::new(shard.config.max_message_size);
+    let decoder = WsDecoder::new(shard.config.limits.max_message_size);
     let limits = Limits {
-        max_inflight: shard.config.max_inflight_per_client,
-        max_outbound: shard.config.max_outbound_bytes,
+        max_inflight: shard.config.limits.max_inflight_per_client,
+        max_outbound: shard.config.limits.max_outbound_bytes,
     };
     let on_message = |conn: &Rc<Conn>, message: Message| post_message(&shard, conn, message);
     let ended = connection::run(
@@ -122,7 +122,7 @@ fn post_message(shard: &Rc<Shard>, conn: &Rc<Conn>, message: Message) {
                             conn.client_id
                         );
                     }
-                    match conn.send(&answer.body, binary, shard.config.max_outbound_bytes) {
+                    match conn.send(&answer.body, binary, shard.config.limits.max_outbound_bytes) {
                         Ok(()) => {
                             let mut stats = shard.stats.borrow_mut();
                             stats.messages_out += 1;
