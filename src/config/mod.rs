@@ -426,43 +426,23 @@ impl Config {
         })
     }
 
-    /// Builds a Config with all defaults (for tests), listen and control on 127.0.0.1:0, shards 2.
-    #[allow(dead_code)] // only tests call it; a binary-only crate would otherwise warn
+    /// The configuration of the in-process tests: clap's own defaults, so that there is no
+    /// second table of defaults to drift from the flags, except listen and control on
+    /// 127.0.0.1:0, shards 2 and the API server at `api`.
+    ///
+    /// `WS2API_*` variables are not read (see [`Cli::try_parse_from_ignoring_env`]): what the
+    /// tests run with does not depend on the environment they run in.
     pub fn for_tests(api: SocketAddr) -> Config {
-        let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-        Config {
-            listen: loopback,
-            shards: 2,
-            shutdown_timeout: Duration::from_secs(30),
-            proxy_protocol: false,
-            demo: None,
-            limits: ClientLimits {
-                max_connections: 1_000_000,
-                max_message_size: 1 << 20,
-                max_outbound_bytes: 1 << 20,
-                max_inflight_per_client: 1,
-                max_head_size: 8 << 10,
-                handshake_timeout: Duration::from_secs(10),
-                ping_interval: Some(Duration::from_secs(30)),
-            },
-            api: ApiClient {
-                url: ApiUrl::from_addr(api),
-                max_conns: 1000,
-                timeout: Duration::from_secs(60),
-                max_answer_size: 1 << 20,
-            },
-            control: ControlPort {
-                listen: loopback,
-                token: None,
-            },
-            observability: Observability {
-                stats_interval: None,
-                stats_file: None,
-                cpuprofile: None,
-                memprofile: None,
-                log_level: LogLevel::Info,
-            },
-        }
+        let api_url = format!("--api-url={}", ApiUrl::from_addr(api));
+        let cli = Cli::try_parse_from_ignoring_env([
+            "ws2api",
+            "--listen=127.0.0.1:0",
+            "--control-listen=127.0.0.1:0",
+            "--shards=2",
+            &api_url,
+        ])
+        .expect("clap accepts the test overrides");
+        Config::from_cli(cli).expect("the test overrides are valid")
     }
 }
 

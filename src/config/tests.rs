@@ -1,7 +1,7 @@
 use super::*;
 use std::sync::{Mutex, MutexGuard};
 
-/// Serializes every test that reads WS2API_* env vars against the one that sets them.
+/// Serializes every test that reads WS2API_* env vars against the ones that set them.
 static ENV: Mutex<()> = Mutex::new(());
 
 fn env_lock() -> MutexGuard<'static, ()> {
@@ -387,12 +387,24 @@ fn for_tests_is_sane() {
     assert_eq!(c.shards, 2);
     assert_eq!(c.demo, None);
     // Apart from addresses and shards, exactly the command-line defaults.
-    let mut d = config(&[
-        "--listen=127.0.0.1:0",
-        "--control-listen=127.0.0.1:0",
-        "--shards=2",
-    ])
-    .unwrap();
-    d.api.url = c.api.url.clone();
-    assert_eq!(format!("{d:?}"), format!("{c:?}"));
+    let mut d = config(&[]).unwrap();
+    d.listen = "127.0.0.1:0".parse().unwrap();
+    d.control.listen = "127.0.0.1:0".parse().unwrap();
+    d.shards = 2;
+    d.api.url = ApiUrl::from_addr(api);
+    assert_eq!(d, c);
+    let v6: SocketAddr = "[::1]:18000".parse().unwrap();
+    assert_eq!(Config::for_tests(v6).api.url, ApiUrl::from_addr(v6));
+}
+
+#[test]
+fn for_tests_ignores_the_environment() {
+    let _g = env_lock();
+    std::env::set_var("WS2API_SHARDS", "7");
+    std::env::set_var("WS2API_MAX_CONNECTIONS", "70");
+    let c = Config::for_tests("127.0.0.1:18000".parse().unwrap());
+    std::env::remove_var("WS2API_SHARDS");
+    std::env::remove_var("WS2API_MAX_CONNECTIONS");
+    assert_eq!(c.shards, 2);
+    assert_eq!(c.limits.max_connections, 1_000_000);
 }
