@@ -281,6 +281,8 @@ impl Config {
         } else {
             None
         };
+        // The final API address: with --demo, the demo's fixed address (all interfaces
+        // reached through loopback); nothing changes it after validation.
         let api = match demo {
             Some(addr) => {
                 let ip = match addr.ip() {
