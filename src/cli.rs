@@ -1,4 +1,4 @@
-//! Command-line surface of ws2api: the clap `Cli` (flags, defaults, help text, `WS2API_*` env overrides); raw values only, validation lives in `config.rs`.
+//! Command-line surface of ws2api: the clap `Cli` (flags, defaults, help text, `WS2API_*` env overrides); raw values only, validation lives in `config/`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! Validated runtime configuration: turns the raw `Cli` into a typed `Config` (durations, sizes, addresses, the API URL) and owns the one-line "bad flag → exit 2" policy. Value parsers are in `parse.rs`, the API URL in `api_url.rs`.
+//! Validated runtime configuration: turns the raw `Cli` into a typed `Config`, grouped by who takes it (client limits, API client, control port, observability), and owns the one-line "bad flag → exit 2" policy. Value parsers are in `parse.rs`, the API URL in `api_url.rs`.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
