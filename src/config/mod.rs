@@ -14,7 +14,8 @@ mod api_url;
 mod parse;
 
 pub use api_url::ApiUrl;
-pub use parse::{parse_duration, parse_listen, parse_size};
+use parse::parse_listen;
+pub use parse::{parse_duration, parse_size};
 
 /// Upper bound for every duration flag: keeps `Instant + d` far from overflow and catches typos.
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 /// Resolves `host:port` to its first address (once, at startup).
-pub(crate) fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+pub(super) fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
     match (host, port).to_socket_addrs() {
         Ok(mut addrs) => addrs
             .next()
@@ -14,7 +14,7 @@ pub(crate) fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
 }
 
 /// Parses a listen address: `ip:port`, `[v6]:port`, `:port` (all IPv4 interfaces) or `name:port`.
-pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+pub(super) fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     let s = s.trim();
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
