@@ -1,11 +1,12 @@
-//! Command-line surface of ws2api: the clap `Cli` (flags, defaults, help text, `WS2API_*` env overrides); raw values only, validation lives in `config.rs`.
+//! Command-line surface of ws2api: the clap `Cli` (flags, defaults, help text, `WS2API_*` env overrides); raw values only, validation lives in `config/`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
-use crate::config::LogLevel;
+use crate::logger::LogLevel;
 
 const AFTER_HELP: &str = "\
 Durations take a unit: 500ms, 10s, 2m, 1h (a bare number is rejected).
@@ -254,4 +255,19 @@ pub struct Cli {
         default_value = "127.0.0.1:8000"
     )]
     pub demo_listen: String,
+}
+
+impl Cli {
+    /// Parses `args` (the program name first) like `try_parse_from`, but as if no `WS2API_*`
+    /// variable were set: every flag's `env` is dropped from the command before parsing.
+    pub fn try_parse_from_ignoring_env<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Cli::command()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(args)?;
+        Cli::from_arg_matches(&matches)
+    }
 }

@@ -8,7 +8,10 @@
 //! # Layout
 //!
 //! - `main.rs`: thin: flags → validated [`config::Config`] → [`server::Gateway`].
-//! - [`cli`], [`config`]: clap flags, then a typed and validated configuration.
+//! - [`cli`], [`config`]: clap flags, then a typed and validated configuration, grouped
+//!   by who takes it (`limits`, `api`, `control`, `observability`); `config/parse.rs`
+//!   holds the value parsers, `config/api_url.rs` the API URL. `config` imports `cli`,
+//!   never the other way.
 //! - [`client_id`]: the ClientId newtype (validation).
 //! - [`http`]: sans-IO request heads and responses of the public and control ports.
 //! - [`api`]: the client of the API server: request/answer codec, per-shard pool.
@@ -20,7 +23,8 @@
 //! - [`server`]: binding, starting and stopping the shards.
 //! - [`demo`]: the built-in demo API of `--demo`.
 //! - [`profile`]: `--cpuprofile` (pprof-rs) and `--memprofile` (the sampling global allocator).
-//! - [`logger`]: the stderr logger and per-shard rate limits on repeated log lines.
+//! - [`logger`]: the stderr logger (RFC 3339 UTC stamps), `--log-level`, and per-shard
+//!   rate limits on repeated log lines.
 //!
 //! The substrate (executors, shard function, mesh, connection table, hand-off) is
 //! the `ws2api-shards` crate, which knows nothing of HTTP or WebSocket.

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use ws2api::config::{parse_args_or_exit, ApiUrl};
+use ws2api::config::parse_args_or_exit;
 use ws2api::demo::Demo;
 use ws2api::profile::{Profiler, SamplingAlloc};
 use ws2api::server::Gateway;
@@ -14,10 +14,12 @@ use ws2api::server::Gateway;
 static ALLOC: SamplingAlloc = SamplingAlloc;
 
 fn main() -> ExitCode {
-    let mut config = parse_args_or_exit();
-    ws2api::logger::init(config.log_level.as_str());
-    let profiler = match Profiler::start(config.cpuprofile.as_deref(), config.memprofile.as_deref())
-    {
+    let config = parse_args_or_exit();
+    ws2api::logger::init(config.observability.log_level);
+    let profiler = match Profiler::start(
+        config.observability.cpuprofile.as_deref(),
+        config.observability.memprofile.as_deref(),
+    ) {
         Ok(profiler) => Arc::new(profiler),
         Err(e) => {
             eprintln!("ws2api: error: {e}");
@@ -38,10 +40,7 @@ fn main() -> ExitCode {
 
     let demo = match config.demo {
         Some(addr) => match Demo::start(addr) {
-            Ok(demo) => {
-                config.api = ApiUrl::from_addr(demo.addr);
-                Some(demo)
-            }
+            Ok(demo) => Some(demo),
             Err(e) => {
                 eprintln!("ws2api: error: --demo-listen {addr}: {e}");
                 return ExitCode::from(2);
@@ -50,7 +49,7 @@ fn main() -> ExitCode {
         None => None,
     };
 
-    let api = config.api.to_string();
+    let api = config.api.url.to_string();
     let shards = config.shards;
     let gateway = match Gateway::start(config) {
         Ok(gateway) => gateway,

@@ -90,10 +90,10 @@ impl Gateway {
                     source,
                 }
             })?;
-        let mut control = ListenerGroup::bind(config.control_listen, shards, DEFAULT_BACKLOG)
+        let mut control = ListenerGroup::bind(config.control.listen, shards, DEFAULT_BACKLOG)
             .map_err(|source| StartError::Bind {
                 flag: "control-listen",
-                addr: config.control_listen,
+                addr: config.control.listen,
                 source,
             })?;
         let boot = process_id();

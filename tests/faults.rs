@@ -29,7 +29,7 @@ fn ms(n: u64) -> Duration {
 #[test]
 fn slowloris_is_cut_at_the_handshake_timeout() {
     let api = FakeApi::builder().message_echo("re: ").start();
-    let gw = TestGateway::start_with(api.addr, |c| c.handshake_timeout = ms(300));
+    let gw = TestGateway::start_with(api.addr, |c| c.limits.handshake_timeout = ms(300));
 
     let mut slow = tcp(gw.public);
     let mut writer = slow.try_clone().unwrap();
@@ -84,7 +84,7 @@ fn slowloris_is_cut_at_the_handshake_timeout() {
 #[test]
 fn max_connections_is_enforced_per_shard_before_the_backend() {
     let api = FakeApi::start();
-    let gw = TestGateway::start_with(api.addr, |c| c.max_connections = 4);
+    let gw = TestGateway::start_with(api.addr, |c| c.limits.max_connections = 4);
     let zeros = ids_owned_by(0, "zero-", 3);
     let ones = ids_owned_by(1, "one-", 3);
     let ready = || control_request(gw.control, "GET", "/readyz", "", b"").status;
@@ -133,7 +133,7 @@ fn max_connections_is_enforced_per_shard_before_the_backend() {
 #[test]
 fn oversized_heads_are_431_before_the_backend() {
     let api = FakeApi::start();
-    let gw = TestGateway::start_with(api.addr, |c| c.max_head_size = 1024);
+    let gw = TestGateway::start_with(api.addr, |c| c.limits.max_head_size = 1024);
 
     let cookie = format!("Cookie: c={}\r\n", "x".repeat(2000));
     let mut stream = tcp(gw.public);
@@ -217,8 +217,8 @@ fn never_reading_client(
 fn never_reading_client_gets_503_and_a_bounded_queue() {
     let api = FakeApi::start();
     let gw = TestGateway::start_with(api.addr, |c| {
-        c.max_outbound_bytes = 64 << 10;
-        c.ping_interval = Some(ms(200));
+        c.limits.max_outbound_bytes = 64 << 10;
+        c.limits.ping_interval = Some(ms(200));
     });
     let (stream, stop, talker) = never_reading_client(&gw, "hoarder");
     for push_size in [16 << 10, 100 << 10] {
@@ -265,8 +265,8 @@ fn never_reading_client_gets_503_and_a_bounded_queue() {
 fn never_reading_client_is_closed_with_1008() {
     let api = FakeApi::start();
     let gw = TestGateway::start_with(api.addr, |c| {
-        c.max_outbound_bytes = 64 << 10;
-        c.ping_interval = Some(ms(200));
+        c.limits.max_outbound_bytes = 64 << 10;
+        c.limits.ping_interval = Some(ms(200));
     });
     let (stream, stop, talker) = never_reading_client(&gw, "hoarder");
     // Until the kernel's buffers are full too: a whole round refused at once.
@@ -362,7 +362,7 @@ fn message_fault_is_counted(
 /// An API server that never answers: the message times out at `--api-timeout`.
 #[test]
 fn backend_stalls_message_times_out() {
-    message_fault_is_counted(Reply::stall, "timeout", |c| c.api_timeout = ms(300));
+    message_fault_is_counted(Reply::stall, "timeout", |c| c.api.timeout = ms(300));
 }
 
 /// An API server that resets the connection half-way through its answer.
@@ -406,7 +406,7 @@ fn backend_answers_too_much_with_length() {
             )
         },
         "bad_answer",
-        |c| c.max_answer_size = 1 << 20,
+        |c| c.api.max_answer_size = 1 << 20,
     );
 }
 
@@ -416,7 +416,7 @@ fn backend_answers_too_much_until_close() {
     message_fault_is_counted(
         || Reply::stream(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", 10 << 20),
         "bad_answer",
-        |c| c.max_answer_size = 1 << 20,
+        |c| c.api.max_answer_size = 1 << 20,
     );
 }
 
@@ -430,7 +430,7 @@ fn backend_answers_500() {
 #[test]
 fn backend_stalls_connect_is_504() {
     let api = FakeApi::builder().connect(Reply::stall()).start();
-    let gw = TestGateway::start_with(api.addr, |c| c.api_timeout = ms(300));
+    let gw = TestGateway::start_with(api.addr, |c| c.api.timeout = ms(300));
     let started = Instant::now();
     let (_s, reply) = raw_upgrade(gw.public, "/alice", "");
     assert_eq!(reply.status, 504, "{reply:?}");
@@ -750,7 +750,7 @@ fn proxy_protocol_required_when_on() {
 #[test]
 fn control_token_guards_every_operation() {
     let api = FakeApi::start();
-    let gw = TestGateway::start_with(api.addr, |c| c.control_token = Some("s3cret".into()));
+    let gw = TestGateway::start_with(api.addr, |c| c.control.token = Some("s3cret".into()));
     let mut alice = ws(gw.public, "alice");
     let bearer = "Authorization: Bearer s3cret\r\n";
     let req = |method: &str, path: &str, auth: &str, body: &[u8]| {

@@ -397,7 +397,7 @@ fn exactly_one_disconnect_per_accepted_connection() {
 #[test]
 fn protocol_violations_close_with_their_codes() {
     let api = FakeApi::start();
-    let gw = TestGateway::start_with(api.addr, |c| c.max_message_size = 1024);
+    let gw = TestGateway::start_with(api.addr, |c| c.limits.max_message_size = 1024);
 
     let cases: [(&str, Vec<u8>, u16); 3] = [
         ("utf8", masked_frame(0x1, &[b'h', 0xff, 0xfe]), 1007),
@@ -647,7 +647,7 @@ fn control_info_and_close() {
 #[test]
 fn control_token_is_required() {
     let api = FakeApi::start();
-    let gw = TestGateway::start_with(api.addr, |c| c.control_token = Some("s3cret".into()));
+    let gw = TestGateway::start_with(api.addr, |c| c.control.token = Some("s3cret".into()));
     let get = |path: &str, auth: &str| {
         http(
             gw.control,
@@ -712,7 +712,7 @@ fn api_timeout_is_504_and_late_answers_are_not_reused() {
         })
         .start();
     let gw = TestGateway::start_with(api.addr, |c| {
-        c.api_timeout = std::time::Duration::from_millis(300)
+        c.api.timeout = std::time::Duration::from_millis(300)
     });
 
     let (_s, reply) = raw_upgrade(gw.public, "/slow", "");
@@ -807,7 +807,7 @@ fn disconnect_is_retried_after_a_5xx() {
 fn silent_clients_time_out_and_answering_clients_stay() {
     let api = FakeApi::start();
     let gw = TestGateway::start_with(api.addr, |c| {
-        c.ping_interval = Some(std::time::Duration::from_millis(200))
+        c.limits.ping_interval = Some(std::time::Duration::from_millis(200))
     });
     let mut silent = raw_ws(gw.public, "/silent");
     let mut lively = ws(gw.public, "lively");

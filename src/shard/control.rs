@@ -68,7 +68,7 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::new();
     loop {
-        let max_head = shard.config.max_head_size;
+        let max_head = shard.config.limits.max_head_size;
         let read = glommio::timer::timeout(IDLE_TIMEOUT, async {
             Ok(read_head(&mut stream, &mut buf, max_head).await)
         })
@@ -121,7 +121,7 @@ async fn read_body(
         )));
     }
     let len = head.content_length.unwrap_or(0);
-    if len > shard.config.max_message_size {
+    if len > shard.config.limits.max_message_size {
         return Err(Error::BodyTooLarge);
     }
     read_exact_into(stream, buf, len).await?;
@@ -130,7 +130,7 @@ async fn read_body(
 }
 
 fn authorized(shard: &Shard, head: &RequestHead) -> bool {
-    let Some(token) = shard.config.control_token.as_deref() else {
+    let Some(token) = shard.config.control.token() else {
         return true;
     };
     let Some(value) = head.header("authorization") else {

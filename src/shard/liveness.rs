@@ -19,7 +19,7 @@ const SWEEP_SLICES: usize = 10;
 /// connection per interval, one timer per shard (no timer per socket). Each
 /// `interval / SWEEP_SLICES` it ticks the connections of one slice of the table.
 pub async fn sweep(shard: Rc<Shard>) {
-    let ping = shard.config.ping_interval;
+    let ping = shard.config.limits.ping_interval;
     let interval = ping.unwrap_or(SWEEP_WITHOUT_PINGS);
     let (mut timed_out, mut stalled) = (0u64, 0u64);
     for step in 0usize.. {

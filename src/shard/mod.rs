@@ -98,7 +98,7 @@ pub async fn run(start: ShardStart) {
         listener::into_listener(control),
     ));
     let liveness_task = glommio::spawn_local(liveness::sweep(shard.clone()));
-    let report_task = match config.stats_interval {
+    let report_task = match config.observability.stats_interval {
         Some(interval) if id == 0 => {
             Some(glommio::spawn_local(report::run(shard.clone(), interval)))
         }

@@ -26,7 +26,7 @@ impl Shard {
                 let delivery = match self.conn(&client) {
                     None => Delivery::NotFound,
                     Some(conn) => {
-                        match conn.send(&payload, binary, self.config.max_outbound_bytes) {
+                        match conn.send(&payload, binary, self.config.limits.max_outbound_bytes) {
                             Ok(()) => Delivery::Done,
                             Err(PushError::Closed) => Delivery::NotFound,
                             Err(PushError::Full) => Delivery::Full,

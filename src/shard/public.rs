@@ -51,9 +51,9 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
     };
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::new();
-    let max_head = shard.config.max_head_size;
+    let max_head = shard.config.limits.max_head_size;
     let proxied = shard.config.proxy_protocol;
-    let read = glommio::timer::timeout(shard.config.handshake_timeout, async {
+    let read = glommio::timer::timeout(shard.config.limits.handshake_timeout, async {
         if proxied {
             match read_proxy_header(&mut stream, &mut buf).await {
                 Ok(ProxyHeader::Proxied { source, .. }) => peer = source,
@@ -119,7 +119,7 @@ async fn refuse(shard: &Shard, stream: &mut TcpStream, error: &Error) {
         body.as_bytes(),
         false,
     );
-    let _ = glommio::timer::timeout(shard.config.handshake_timeout, async {
+    let _ = glommio::timer::timeout(shard.config.limits.handshake_timeout, async {
         let _ = stream.write_all(&out).await;
         let _ = stream.close().await;
         Ok(())
@@ -197,7 +197,7 @@ pub async fn upgrade(
     if shard.draining() {
         conn.close(1001, "shutdown");
     }
-    bound_kernel_send_buffer(&stream, shard.config.max_outbound_bytes);
+    bound_kernel_send_buffer(&stream, shard.config.limits.max_outbound_bytes);
     glommio::spawn_local(session::serve(shard, stream, conn, key, leftover, pass)).detach();
 }
 

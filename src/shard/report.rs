@@ -113,7 +113,7 @@ fn open(path: Option<&Path>) -> Box<dyn Write> {
 
 /// Writes the `--stats-interval` lines; runs on shard 0 until the shard stops.
 pub async fn run(shard: Rc<Shard>, interval: Duration) {
-    let mut out = open(shard.config.stats_file.as_deref());
+    let mut out = open(shard.config.observability.stats_file.as_deref());
     let _ = writeln!(out, "{HEADER}");
     let _ = out.flush();
     let start = Instant::now();

@@ -32,10 +32,10 @@ pub async fn serve(
     leftover: Vec<u8>,
     _pass: Pass,
 ) {
-    let decoder = WsDecoder::new(shard.config.max_message_size);
+    let decoder = WsDecoder::new(shard.config.limits.max_message_size);
     let limits = Limits {
-        max_inflight: shard.config.max_inflight_per_client,
-        max_outbound: shard.config.max_outbound_bytes,
+        max_inflight: shard.config.limits.max_inflight_per_client,
+        max_outbound: shard.config.limits.max_outbound_bytes,
     };
     let on_message = |inflight: InFlight, message: Message| post_message(&shard, inflight, message);
     let ended = connection::run(
@@ -100,7 +100,11 @@ fn post_message(shard: &Rc<Shard>, inflight: InFlight, message: Message) {
                             conn.client_id
                         );
                     }
-                    match conn.send(&reply.body, reply.binary, shard.config.max_outbound_bytes) {
+                    match conn.send(
+                        &reply.body,
+                        reply.binary,
+                        shard.config.limits.max_outbound_bytes,
+                    ) {
                         Ok(()) => {
                             let mut stats = shard.stats.borrow_mut();
                             stats.messages_out += 1;

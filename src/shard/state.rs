@@ -53,18 +53,18 @@ impl Shard {
     /// Shard `id` of the gateway, with its end of the mesh; `boot` names the process.
     pub fn new(id: usize, config: Arc<Config>, mesh: MeshSender<ShardMsg>, boot: u64) -> Shard {
         let target = ApiTarget {
-            addr: config.api.addr,
-            host: config.api.authority(),
-            base: config.api.path.clone(),
+            addr: config.api.url.addr,
+            host: config.api.url.authority(),
+            base: config.api.url.path.clone(),
         };
         Shard {
             id,
             count: mesh.shards(),
             api: ApiPool::new(
                 target,
-                config.api_max_conns,
-                config.api_timeout,
-                config.max_answer_size,
+                config.api.max_conns,
+                config.api.timeout,
+                config.api.max_answer_size,
             ),
             config,
             table: RefCell::new(Table::new()),
@@ -133,7 +133,7 @@ impl Shard {
 
     /// This shard's share of `--max-connections`.
     pub fn connection_limit(&self) -> usize {
-        self.config.max_connections.div_ceil(self.count)
+        self.config.limits.max_connections.div_ceil(self.count)
     }
 
     /// True while the shard holds its share of `--max-connections`.
