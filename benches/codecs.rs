@@ -7,7 +7,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use ws2api::api::codec::{encode_request, AnswerDecoder, ApiMethod};
+use ws2api::api::answer::AnswerDecoder;
+use ws2api::api::request::{encode_request, ApiMethod};
 use ws2api::http::request;
 use ws2api::ws::codec::{encode_text, WsDecoder};
 

@@ -9,7 +9,7 @@ use ws2api::demo::Demo;
 use ws2api::profile::{Profiler, SamplingAlloc};
 use ws2api::server::Gateway;
 
-/// glibc malloc, sampled only while `--memprofile` is on (see `profile.rs`).
+/// glibc malloc, sampled only while `--memprofile` is on (see `profile/heap.rs`).
 #[global_allocator]
 static ALLOC: SamplingAlloc = SamplingAlloc;
 

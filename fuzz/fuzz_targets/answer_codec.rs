@@ -1,4 +1,4 @@
-//! `ws2api::api::codec::AnswerDecoder` (incremental HTTP/1.1 answer decoder, max body 64 KiB,
+//! `ws2api::api::answer::AnswerDecoder` (incremental HTTP/1.1 answer decoder, max body 64 KiB,
 //! not a HEAD request): the first input byte picks a split position, the rest is the wire.
 //!
 //! Fed whole and fed in two pieces must agree: same bytes consumed, same `Answer`, or the same
@@ -14,7 +14,7 @@
 use std::mem::discriminant;
 
 use libfuzzer_sys::fuzz_target;
-use ws2api::api::codec::{Answer, AnswerDecoder, AnswerError};
+use ws2api::api::answer::{Answer, AnswerDecoder, AnswerError};
 
 const MAX_BODY: usize = 1 << 16;
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpora under fuzz/seeds/<target>/ from byte literals of the unit tests
-(src/http/request.rs, src/http/proxy.rs, src/api/codec.rs, src/ws/codec.rs).
+(src/http/request.rs, src/http/proxy.rs, src/api/answer/tests.rs, src/ws/codec/tests.rs).
 
 answer_codec and ws_decoder read their first byte as the split position: every seed is written
 with selector 0x80 (split near the middle) and 0x00 (split at 0). Re-run after editing:

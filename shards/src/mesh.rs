@@ -150,3 +150,108 @@ impl<T: Send + 'static> Mesh<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{mpsc, Arc, Mutex};
+    use std::time::Duration;
+
+    use glommio::channels::local_channel;
+    use glommio::timer::timeout;
+
+    use super::*;
+    use crate::runtime::{Runtime, RuntimeSpec};
+
+    /// More messages than the channel holds, so the sender waits for the receiver, and
+    /// the receiver, asleep in `recv`, must be woken by each send.
+    const MESSAGES: u32 = 200;
+
+    #[test]
+    fn messages_arrive_in_order_past_a_full_channel_and_close_ends_the_receive_loop() {
+        let plan: MeshPlan<u32> = MeshPlan::new(2, 2);
+        let (done_tx, done_rx) = mpsc::channel::<(Vec<(usize, u32)>, bool)>();
+        // Shard 1 tells shard 0 it has finished, so shard 0's mesh stays alive until then:
+        // the receive loop must end because of `close`, not because shard 0 went away.
+        let (finished_tx, finished_rx) = mpsc::channel::<()>();
+        let finished_rx = Arc::new(Mutex::new(Some(finished_rx)));
+        Runtime::start(&RuntimeSpec::new(2), move |shard| {
+            let plan = plan.clone();
+            let (done_tx, finished_tx) = (done_tx.clone(), finished_tx.clone());
+            let finished_rx = finished_rx.clone();
+            async move {
+                let mut mesh = plan.join(shard).await;
+                assert_eq!(mesh.shard(), shard);
+                let sender = mesh.sender();
+                assert_eq!((sender.shard(), sender.shards()), (shard, 2));
+                if shard == 0 {
+                    for n in 0..MESSAGES {
+                        sender.send(1, n).await.unwrap();
+                    }
+                    sender.close();
+                    let finished = finished_rx.lock().unwrap().take().unwrap();
+                    // Blocks this executor only, which has nothing else to run.
+                    finished.recv().unwrap();
+                    drop(mesh);
+                    return;
+                }
+                let (got_tx, got_rx) = local_channel::new_unbounded();
+                mesh.serve(move |from, n| got_tx.try_send((from, n)).unwrap());
+                let mut got = Vec::new();
+                let collect = async {
+                    // `None` once the receive loop has ended and dropped the handler
+                    // (and `got_tx` in it).
+                    while let Some(message) = got_rx.recv().await {
+                        got.push(message);
+                    }
+                };
+                let ended = timeout(Duration::from_secs(10), async {
+                    collect.await;
+                    Ok(())
+                })
+                .await
+                .is_ok();
+                finished_tx.send(()).unwrap();
+                done_tx.send((got, ended)).unwrap();
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+        let (got, ended) = done_rx.recv().unwrap();
+        let want: Vec<(usize, u32)> = (0..MESSAGES).map(|n| (0, n)).collect();
+        assert_eq!(got, want, "every message from shard 0, in the order sent");
+        assert!(ended, "close() on shard 0 ends shard 1's receive loop");
+    }
+
+    #[test]
+    fn a_send_to_a_shard_that_has_stopped_is_peer_gone() {
+        let plan: MeshPlan<u32> = MeshPlan::new(2, 4);
+        let (stopped_tx, stopped_rx) = mpsc::channel::<()>();
+        // The body is cloned into both shards; only shard 0 takes the receiver.
+        let stopped_rx = Arc::new(Mutex::new(Some(stopped_rx)));
+        let (result_tx, result_rx) = mpsc::channel::<Result<(), PeerGone>>();
+        Runtime::start(&RuntimeSpec::new(2), move |shard| {
+            let plan = plan.clone();
+            let (stopped_tx, stopped_rx) = (stopped_tx.clone(), stopped_rx.clone());
+            let result_tx = result_tx.clone();
+            async move {
+                let mesh = plan.join(shard).await;
+                if shard == 1 {
+                    drop(mesh);
+                    stopped_tx.send(()).unwrap();
+                    return;
+                }
+                let stopped = stopped_rx.lock().unwrap().take().unwrap();
+                // Blocks this executor only, which has nothing else to run.
+                stopped.recv().unwrap();
+                result_tx.send(mesh.sender().send(1, 7).await).unwrap();
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+        let result = result_rx.recv().unwrap();
+        assert_eq!(result, Err(PeerGone { shard: 1 }));
+        assert_eq!(result.unwrap_err().to_string(), "shard 1 has stopped");
+    }
+}

@@ -8,7 +8,8 @@
 
 use std::net::IpAddr;
 
-use super::codec::{Answer, ApiMethod};
+use super::answer::Answer;
+use super::request::ApiMethod;
 use super::pool::ApiRequest;
 use crate::http::forwarded::IpText;
 
@@ -295,7 +296,7 @@ impl EventAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::codec::encode_request;
+    use crate::api::request::encode_request;
 
     fn wire(request: &ApiRequest<'_>) -> String {
         let mut path = format!("/{}", request.client_id);

@@ -18,7 +18,8 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 
-use super::codec::{encode_request, Answer, AnswerDecoder, AnswerError, ApiMethod};
+use super::answer::{Answer, AnswerDecoder, AnswerError};
+use super::request::{encode_request, ApiMethod};
 use crate::side::Side;
 
 /// Where the API server is.

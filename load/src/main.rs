@@ -5,15 +5,12 @@
 //! second (merged over workers) and a summary. Exit code 1 if any error was seen.
 //!
 //! Layout: this file (flags, the plan, the parent that starts and folds workers),
-//! `ws2api-load/worker.rs` (one glommio executor driving its connections),
-//! `ws2api-load/frame.rs` (client framing and upgrade), `ws2api-load/report.rs` (the
-//! per-second line between worker and parent, the CSV).
+//! `worker.rs` (one glommio executor driving its connections), `frame.rs` (client
+//! framing and upgrade), `report.rs` (the per-second line between worker and parent, the
+//! CSV). `bin/ws2api-bench-api.rs` is the API backend the load runs against.
 
-#[path = "ws2api-load/frame.rs"]
 mod frame;
-#[path = "ws2api-load/report.rs"]
 mod report;
-#[path = "ws2api-load/worker.rs"]
 mod worker;
 
 use std::collections::BTreeMap;
