@@ -218,6 +218,55 @@ mod tests {
         }
     }
 
+    /// Request heads as they come off the wire, and the status each one's error gets
+    /// (every `RequestError` variant, reached the way a client reaches it).
+    #[test]
+    fn every_request_error_from_the_wire_gets_its_status() {
+        use crate::http::request::parse;
+        use crate::http::upgrade::Upgrade;
+        let upgrade = |raw: &[u8], max: usize| -> Error {
+            match parse(raw, max) {
+                Err(e) => e.into(),
+                Ok(Some((_, head))) => Upgrade::new(head).unwrap_err().into(),
+                Ok(None) => panic!("incomplete: {:?}", String::from_utf8_lossy(raw)),
+            }
+        };
+        let mut many = b"GET /a HTTP/1.1\r\n".to_vec();
+        for i in 0..65 {
+            many.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        let v8 = b"GET /a HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        let cases: Vec<(&[u8], usize, u16)> = vec![
+            (b"GET /a HTTP/9.9\r\n\r\n", 8192, 400),
+            (
+                b"GET /a HTTP/1.1\r\nHost: a-rather-long-host-name\r\n\r\n",
+                32,
+                431,
+            ),
+            (&many, 8192, 431),
+            (b"GET /a/b HTTP/1.1\r\nHost: h\r\n\r\n", 8192, 400),
+            (b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n", 8192, 400),
+            (v8, 8192, 426),
+            (
+                b"POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                8192,
+                400,
+            ),
+        ];
+        for (raw, max, status) in cases {
+            let error = upgrade(raw, max);
+            assert_eq!(error.status(), status, "{error}");
+            assert_eq!(error.side(), Side::Client);
+            let extra = error.extra_headers();
+            match status {
+                426 => assert_eq!(extra, &[("Sec-WebSocket-Version", "13")]),
+                _ => assert!(extra.is_empty(), "{error}"),
+            }
+        }
+    }
+
     #[test]
     fn control_bodies_keep_their_words() {
         // The control listener answers `{error}\n`: these texts are what callers read.

@@ -13,16 +13,22 @@
 //!   holds the value parsers, `config/api_url.rs` the API URL. `config` imports `cli`,
 //!   never the other way.
 //! - [`client_id`]: the ClientId newtype (validation).
-//! - [`http`]: sans-IO request heads and responses of the public and control ports.
-//! - [`api`]: the client of the API server: `request.rs` (encoding), `answer.rs`
-//!   (the sans-IO answer decoder), `pool.rs` (the per-shard keep-alive pool).
+//! - [`side`]: which side failed (client, API server, the gateway), as every error says.
+//! - [`http`]: sans-IO request heads, the upgrade checked once (`upgrade.rs`), PROXY
+//!   headers and responses of the public and control ports; `read.rs` reads a head
+//!   within a bound and has its own `ReadError`.
+//! - [`api`]: the client of the API server: `contract.rs` (the request of each event
+//!   and what its answer means), `request.rs` (encoding), `answer.rs` (the sans-IO
+//!   answer decoder), `pool.rs` (the per-shard keep-alive pool, `ApiError`).
 //! - [`ws`]: a client socket after 101: `codec.rs` (frames), `connection.rs` (the
-//!   per-connection loop).
-//! - [`shard`]: per-core state, accept loops, control routes, the one message
+//!   per-connection loop and the in-flight guard).
+//! - [`shard`]: per-core state (`state.rs`), the operations it carries out for others
+//!   (`ops.rs`), accept loops, control routes, the liveness sweep, the one message
 //!   type that crosses shards ([`shard::ShardMsg`]).
 //! - [`stats`]: `counters.rs` (per-shard counters and histograms, folded only when
 //!   asked), `prometheus.rs` (the reference text and the Prometheus exposition).
-//! - [`error`]: errors that know which side failed, mapped to a status in one place.
+//! - [`error`]: the gateway's error for a handshake or control request, gathering the
+//!   layers' errors; every status it answers with is decided in `Error::status`.
 //! - [`server`]: binding, starting and stopping the shards.
 //! - [`demo`]: the built-in demo API of `--demo`.
 //! - [`profile`]: the [`profile::Profiler`] of `--cpuprofile` (`cpu.rs`, pprof-rs) and
@@ -30,13 +36,14 @@
 //! - [`logger`]: the stderr logger (RFC 3339 UTC stamps), `--log-level`, and per-shard
 //!   rate limits on repeated log lines.
 //!
-//! The substrate (executors, shard function, mesh, connection table, hand-off) is
+//! The substrate (executors, shard function, mesh, connection table, hand-off, the gate
+//! an orderly stop waits on) is
 //! the `ws2api-shards` crate, which knows nothing of HTTP or WebSocket. The load tools
 //! (`ws2api-load`, `ws2api-bench-api`) are the `ws2api-load` crate in `load/`.
 //!
-//! Dependencies point one way: `server → shard → (http, api, ws, stats) → (client_id, error)`;
-//! `tests/layering.rs` fails if `http`, `api` or `ws` imports `shard`, or if `ws2api-shards`
-//! names HTTP or WebSocket.
+//! Dependencies point one way: `main → server → shard → (error, stats) → (api → http, ws)
+//! → (config → cli, client_id, side, logger)`; `tests/layering.rs` fails if `http`, `api`
+//! or `ws` imports `shard` or `error`, or if `ws2api-shards` names HTTP or WebSocket.
 
 pub mod api;
 pub mod cli;

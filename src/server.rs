@@ -115,7 +115,9 @@ impl Gateway {
             });
         }
         // Each shard takes its own start; the closure is cloned per shard, so the
-        // starts travel in a shared slot indexed by shard.
+        // starts travel in a shared slot indexed by shard. A lock, at start-up only:
+        // each slot is taken once, before the shard runs.
+        #[allow(clippy::disallowed_types)]
         let slots: Arc<Vec<std::sync::Mutex<Option<ShardStart>>>> = Arc::new(
             starts
                 .into_iter()

@@ -157,6 +157,14 @@ fn reaches_shard(text: &str) -> Option<String> {
     (rooted && segs.contains(&"shard")).then(|| format!("`{text}` reaches the shard module"))
 }
 
+/// Why `text` (an import or a path, in a file of `http`, `api` or `ws`) reaches the
+/// gateway's `error` module, which gathers their errors and so sits above them.
+fn reaches_error(text: &str) -> Option<String> {
+    let segs = segments(text);
+    let rooted = matches!(segs.first(), Some(&("crate" | "super" | "self" | "ws2api")));
+    (rooted && segs.contains(&"error")).then(|| format!("`{text}` reaches the error module"))
+}
+
 /// Why `text` (an import or a path in `shards/src`) knows of HTTP, WebSocket or the
 /// gateway, if it does.
 fn knows_the_protocols(text: &str) -> Option<String> {
@@ -194,6 +202,16 @@ fn http_api_and_ws_never_import_the_shard_module() {
     assert!(
         found.is_empty(),
         "dependencies point one way (shard -> http, api, ws):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn http_api_and_ws_have_errors_of_their_own() {
+    let found = violations(&["src/http", "src/api", "src/ws"], reaches_error);
+    assert!(
+        found.is_empty(),
+        "each layer has its own error; crate::error gathers them (error -> http, api):\n{}",
         found.join("\n")
     );
 }

@@ -152,6 +152,8 @@ impl<T: Send + 'static> Mesh<T> {
 }
 
 #[cfg(test)]
+// The test hands receivers to executor threads through a lock (test set-up only).
+#[allow(clippy::disallowed_types)]
 mod tests {
     use std::sync::{mpsc, Arc, Mutex};
     use std::time::Duration;

@@ -9,8 +9,8 @@
 use std::net::IpAddr;
 
 use super::answer::Answer;
-use super::request::ApiMethod;
 use super::pool::ApiRequest;
+use super::request::ApiMethod;
 use crate::http::forwarded::IpText;
 
 /// `Content-Type` of a text message (and of a Disconnect's reason).

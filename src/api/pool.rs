@@ -20,6 +20,7 @@ use glommio::sync::Semaphore;
 
 use super::answer::{Answer, AnswerDecoder, AnswerError};
 use super::request::{encode_request, ApiMethod};
+use crate::config::ApiClient;
 use crate::side::Side;
 
 /// Where the API server is.
@@ -145,6 +146,21 @@ enum Failure {
 }
 
 impl ApiPool {
+    /// The pool `--api-url`, `--api-max-conns`, `--api-timeout` and `--max-answer-size` describe.
+    pub fn for_client(client: &ApiClient) -> Self {
+        let target = ApiTarget {
+            addr: client.url.addr,
+            host: client.url.authority(),
+            base: client.url.path.clone(),
+        };
+        ApiPool::new(
+            target,
+            client.max_conns,
+            client.timeout,
+            client.max_answer_size,
+        )
+    }
+
     /// A pool of at most `max_conns` connections.
     pub fn new(target: ApiTarget, max_conns: usize, timeout: Duration, max_answer: usize) -> Self {
         ApiPool {

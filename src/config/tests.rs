@@ -1,3 +1,6 @@
+// The environment is process-wide: tests that read or set WS2API_* take one lock (tests only).
+#![allow(clippy::disallowed_types)]
+
 use super::*;
 use std::sync::{Mutex, MutexGuard};
 

@@ -44,6 +44,10 @@
 //! This file owns [`Profiler`] (the flags, the writes, the file handling);
 //! `cpu.rs` the CPU sampler, `heap.rs` the sampling allocator and its dump.
 
+// `Profiler::write` takes a lock so that the signal thread (SIGUSR2) and the exit path
+// never write a profile at once; it is never on the message path.
+#![allow(clippy::disallowed_types)]
+
 mod cpu;
 mod heap;
 

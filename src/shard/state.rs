@@ -10,7 +10,7 @@ use glommio::sync::Semaphore;
 use ws2api_shards::{shard_of, Calls, Gate, MeshSender, Table};
 
 use super::{OpReply, ShardMsg, READ_BUFFER};
-use crate::api::{Answer, ApiError, ApiMethod, ApiPool, ApiRequest, ApiTarget};
+use crate::api::{Answer, ApiError, ApiMethod, ApiPool, ApiRequest};
 use crate::client_id::ClientId;
 use crate::config::Config;
 use crate::logger::RateLimited;
@@ -52,20 +52,10 @@ pub struct Shard {
 impl Shard {
     /// Shard `id` of the gateway, with its end of the mesh; `boot` names the process.
     pub fn new(id: usize, config: Arc<Config>, mesh: MeshSender<ShardMsg>, boot: u64) -> Shard {
-        let target = ApiTarget {
-            addr: config.api.url.addr,
-            host: config.api.url.authority(),
-            base: config.api.url.path.clone(),
-        };
         Shard {
             id,
             count: mesh.shards(),
-            api: ApiPool::new(
-                target,
-                config.api.max_conns,
-                config.api.timeout,
-                config.api.max_answer_size,
-            ),
+            api: ApiPool::for_client(&config.api),
             config,
             table: RefCell::new(Table::new()),
             stats: RefCell::new(ShardStats::default()),

@@ -4,7 +4,9 @@
 //!
 //! Every wait here is bounded: sockets carry read timeouts, and waiting for the API
 //! server to see something is a condition variable with a deadline, never a sleep.
-
+//!
+//! The fakes here run on plain threads and share their records through locks (tests only).
+#![allow(clippy::disallowed_types)]
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::io::{self, Read, Write};
