@@ -6,16 +6,14 @@
 //! accepted connection follows its script, and what it saw comes back over a channel.
 //! The pool runs inside a glommio `LocalExecutor` on the test's thread.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
-use ws2api::api::{ApiError, ApiMethod, ApiPool, ApiRequest, ApiTarget};
+mod pool_fake;
 
-/// Longest a pool request may take before the test fails (no test should come near it).
-const API_TIMEOUT: Duration = Duration::from_secs(10);
+use pool_fake::{assert_broken, get, pool, read_head, request, API_TIMEOUT};
 
 /// What the fake server does on one connection, in order.
 #[derive(Debug, Clone, Copy)]
@@ -115,42 +113,6 @@ impl FakeApi {
     }
 }
 
-/// Reads one request head (the pool's GETs have no body); `\r\n\r\n` ends it.
-fn read_head(conn: &mut TcpStream) -> io::Result<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if conn.read(&mut byte)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        head.push(byte[0]);
-    }
-    Ok(String::from_utf8(head).unwrap())
-}
-
-fn pool(addr: SocketAddr) -> ApiPool {
-    let target = ApiTarget {
-        addr,
-        host: "api".into(),
-        base: "/ws/".into(),
-    };
-    ApiPool::new(target, 4, API_TIMEOUT, 1 << 20)
-}
-
-fn get(client_id: &str) -> ApiRequest<'_> {
-    ApiRequest {
-        method: ApiMethod::Get,
-        client_id,
-        query: None,
-        headers: &[],
-        body: b"",
-    }
-}
-
-fn request(client_id: &str) -> String {
-    format!("GET /ws/{client_id} HTTP/1.1\r\nHost: api\r\nContent-Length: 0\r\n\r\n")
-}
-
 fn on_executor(body: impl std::future::Future<Output = ()>) {
     glommio::LocalExecutor::default().run(body);
 }
@@ -198,10 +160,7 @@ fn a_fresh_connection_closed_before_answering_is_an_error_not_a_retry() {
     let api = FakeApi::start(vec![vec![Step::CloseUnanswered]]);
     on_executor(async {
         let pool = pool(api.addr);
-        match pool.send(&get("one")).await {
-            Err(ApiError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}"),
-            other => panic!("expected a broken connection, got {other:?}"),
-        }
+        assert_broken(pool.send(&get("one")).await);
         assert_eq!(pool.open_connections(), 0);
     });
     let (seen, another) = api.finish();
@@ -229,10 +188,7 @@ fn a_stale_connection_is_retried_once_and_a_retry_closed_unanswered_is_an_error(
         let pool = pool(api.addr);
         assert_eq!(pool.send(&get("one")).await.unwrap().body, b"ok");
         api.wait_for(&Seen::Closed(0));
-        match pool.send(&get("two")).await {
-            Err(ApiError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}"),
-            other => panic!("expected a broken connection, got {other:?}"),
-        }
+        assert_broken(pool.send(&get("two")).await);
         assert_eq!(pool.open_connections(), 0);
     });
     let (seen, another) = api.finish();

@@ -5,43 +5,20 @@
 //! RLIMIT_NOFILE is process-wide, so this file is its own test binary and holds one test:
 //! nothing else in the process opens a descriptor while the limit is down.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
-use ws2api::api::{ApiMethod, ApiPool, ApiRequest, ApiTarget};
+mod pool_fake;
 
-const API_TIMEOUT: Duration = Duration::from_secs(10);
+use pool_fake::{get, pool, read_head, API_TIMEOUT};
+
 const EMFILE: i32 = 24;
-
-/// Reads one request head (the pool's GETs have no body).
-fn read_head(conn: &mut TcpStream) -> io::Result<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if conn.read(&mut byte)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        head.push(byte[0]);
-    }
-    Ok(String::from_utf8(head).unwrap())
-}
-
-fn get(client_id: &str) -> ApiRequest<'_> {
-    ApiRequest {
-        method: ApiMethod::Get,
-        client_id,
-        query: None,
-        headers: &[],
-        body: b"",
-    }
-}
 
 /// The process with every descriptor slot taken, until dropped.
 struct OutOfDescriptors {
@@ -100,12 +77,7 @@ fn out_of_descriptors_a_request_waits_for_the_pools_busy_connection() {
     });
 
     glommio::LocalExecutor::default().run(async move {
-        let target = ApiTarget {
-            addr,
-            host: "api".into(),
-            base: "/ws/".into(),
-        };
-        let pool = Rc::new(ApiPool::new(target, 4, API_TIMEOUT, 1 << 20));
+        let pool = Rc::new(pool(addr));
         let mut arrival = arrival.listen().unwrap();
         let first = glommio::spawn_local({
             let pool = pool.clone();
