@@ -127,6 +127,17 @@ pub struct Cli {
     )]
     pub max_inflight_per_client: usize,
 
+    /// Groups one client may belong to at once, 0 to 65536; a join beyond it gets 409 (or is skipped, from an API answer)
+    ///
+    /// Each membership costs tens of bytes on the client's shard; 0 turns groups off for every client.
+    #[arg(
+        long,
+        env = "WS2API_MAX_GROUPS_PER_CLIENT",
+        value_name = "N",
+        default_value_t = 64
+    )]
+    pub max_groups_per_client: usize,
+
     /// Keep-alive connections to the API server, per shard (total = shards x N)
     ///
     /// More allows more concurrent requests; mind the backend's worker count and the local ephemeral ports.

@@ -8,6 +8,7 @@
 use std::io;
 
 use crate::api::ApiError;
+use crate::group::GroupNameError;
 use crate::http::proxy::ProxyError;
 use crate::http::read::ReadError;
 use crate::http::request::RequestError;
@@ -61,6 +62,12 @@ pub enum Error {
     /// A query parameter of a control request that cannot be used (the reason says why).
     #[error("{0}")]
     BadQuery(String),
+    /// A group name that is not one (or `*` where a group must be named).
+    #[error("bad group name: {0}")]
+    BadGroup(GroupNameError),
+    /// The client is in `--max-groups-per-client` groups already.
+    #[error("the client is in --max-groups-per-client groups already")]
+    TooManyGroups,
     /// The client's outbound queue is over `--max-outbound-bytes`.
     #[error("send queue full")]
     QueueFull,
@@ -93,7 +100,9 @@ impl Error {
             | Error::Unauthorized
             | Error::NotFound
             | Error::MethodNotAllowed
-            | Error::BadQuery(_) => Side::Client,
+            | Error::BadQuery(_)
+            | Error::BadGroup(_)
+            | Error::TooManyGroups => Side::Client,
             Error::Api(e) => e.side(),
             Error::ApiStatus(_) | Error::ApiRefused(_) => Side::Upstream,
             Error::Draining
@@ -118,7 +127,8 @@ impl Error {
                 | RequestError::BadLength => 400,
             },
             Error::HandshakeTimeout => 408,
-            Error::ClientIo(_) | Error::Proxy(_) | Error::BadQuery(_) => 400,
+            Error::ClientIo(_) | Error::Proxy(_) | Error::BadQuery(_) | Error::BadGroup(_) => 400,
+            Error::TooManyGroups => 409,
             Error::Unauthorized => 401,
             Error::NotFound => 404,
             Error::MethodNotAllowed => 405,
@@ -208,6 +218,8 @@ mod tests {
             (Error::NotFound, 404, Side::Client),
             (Error::MethodNotAllowed, 405, Side::Client),
             (Error::BadQuery("bad close code".into()), 400, Side::Client),
+            (Error::BadGroup(GroupNameError::Everyone), 400, Side::Client),
+            (Error::TooManyGroups, 409, Side::Client),
             (Error::QueueFull, 503, Side::Internal),
             (Error::OwnerSilent, 503, Side::Internal),
             (Error::Internal("bug".into()), 500, Side::Internal),

@@ -51,6 +51,7 @@ pub mod client_id;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod group;
 pub mod http;
 pub mod logger;
 pub mod profile;

@@ -217,6 +217,31 @@ pub enum ConnectVerdict {
     Refused(String),
 }
 
+/// The groups an answer asks to join and leave (joins apply first).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct GroupChanges<'a> {
+    /// Names from `X-Group-Join`, in order.
+    pub joins: Vec<&'a [u8]>,
+    /// Names from `X-Group-Leave`, in order.
+    pub leaves: Vec<&'a [u8]>,
+}
+
+impl GroupChanges<'_> {
+    /// Neither joins nor leaves.
+    pub fn is_empty(&self) -> bool {
+        self.joins.is_empty() && self.leaves.is_empty()
+    }
+}
+
+/// A close asked for by `X-Close-Code` / `X-Close-Reason`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CloseAsked {
+    /// The code, or the header's text if it is no number.
+    pub code: Result<u16, String>,
+    /// The reason (empty if none was given).
+    pub reason: String,
+}
+
 /// What goes back to the client for a Message's answer.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -284,6 +309,48 @@ impl EventAnswer {
             binary: octets || not_utf8,
             not_utf8,
         })
+    }
+
+    /// The group names of its `X-Group-Join` and `X-Group-Leave` headers, as sent
+    /// (comma-separated, either header may repeat); empty for a non-`2xx` answer,
+    /// whose headers the contract ignores.
+    pub fn group_changes(&self) -> GroupChanges<'_> {
+        let names = |header: &str| -> Vec<&[u8]> {
+            if !self.is_success() {
+                return Vec::new();
+            }
+            self.answer
+                .headers
+                .iter()
+                .filter(|(name, _)| name.eq_ignore_ascii_case(header))
+                .flat_map(|(_, value)| value.split(|&b| b == b','))
+                .map(<[u8]>::trim_ascii)
+                .filter(|name| !name.is_empty())
+                .collect()
+        };
+        GroupChanges {
+            joins: names("x-group-join"),
+            leaves: names("x-group-leave"),
+        }
+    }
+
+    /// The close a `2xx` Message answer asks for with `X-Close-Code` (and
+    /// `X-Close-Reason`), if any.
+    pub fn close(&self) -> Option<CloseAsked> {
+        if !self.is_success() {
+            return None;
+        }
+        let code = self.answer.header("x-close-code")?;
+        let reason = self
+            .answer
+            .header("x-close-reason")
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .unwrap_or_default();
+        let code = std::str::from_utf8(code.trim_ascii())
+            .ok()
+            .and_then(|c| c.parse::<u16>().ok())
+            .ok_or_else(|| String::from_utf8_lossy(code).into_owned());
+        Some(CloseAsked { code, reason })
     }
 
     /// The answer to a Disconnect ends its retries (anything below 500: the API server
@@ -444,6 +511,59 @@ mod tests {
         );
         assert!(answer(299, &[], b"").is_success());
         assert!(!answer(300, &[], b"").is_success());
+    }
+
+    #[test]
+    fn membership_headers_repeat_and_split_on_commas() {
+        let a = answer(
+            200,
+            &[
+                ("x-group-join", b"room-1, lobby"),
+                ("x-group-join", b" ,news"),
+                ("x-group-leave", b"old"),
+            ],
+            b"",
+        );
+        let m = a.group_changes();
+        assert_eq!(m.joins, [&b"room-1"[..], b"lobby", b"news"]);
+        assert_eq!(m.leaves, [&b"old"[..]]);
+        assert!(!m.is_empty());
+        assert!(answer(200, &[], b"").group_changes().is_empty());
+        // A non-2xx answer's headers are ignored.
+        let refused = answer(403, &[("x-group-join", b"room")], b"");
+        assert!(refused.group_changes().is_empty());
+    }
+
+    #[test]
+    fn a_close_asked_for_in_the_answer() {
+        let a = answer(
+            200,
+            &[("x-close-code", b"4001"), ("x-close-reason", b"bye now")],
+            b"",
+        );
+        assert_eq!(
+            a.close(),
+            Some(CloseAsked {
+                code: Ok(4001),
+                reason: "bye now".into()
+            })
+        );
+        assert_eq!(
+            answer(200, &[("x-close-code", b" 1000 ")], b"").close(),
+            Some(CloseAsked {
+                code: Ok(1000),
+                reason: String::new()
+            })
+        );
+        assert_eq!(
+            answer(200, &[("x-close-code", b"soon")], b"").close(),
+            Some(CloseAsked {
+                code: Err("soon".into()),
+                reason: String::new()
+            })
+        );
+        assert_eq!(answer(200, &[], b"").close(), None);
+        assert_eq!(answer(500, &[("x-close-code", b"1000")], b"").close(), None);
     }
 
     #[test]

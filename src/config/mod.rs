@@ -21,6 +21,8 @@ pub use parse::{parse_duration, parse_size};
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Upper bound for --max-message-size and --max-answer-size.
 pub const MAX_MESSAGE_SIZE: usize = 2 << 30;
+/// Upper bound for --max-groups-per-client.
+pub const MAX_GROUPS_PER_CLIENT: usize = 1 << 16;
 /// Bounds for --max-head-size: room for an upgrade request, and a cap on per-socket memory.
 pub const MIN_HEAD_SIZE: usize = 1 << 10;
 pub const MAX_HEAD_SIZE: usize = 1 << 20;
@@ -81,6 +83,8 @@ pub struct ClientLimits {
     pub max_outbound_bytes: usize,
     /// `--max-inflight-per-client`: API requests of one client at once.
     pub max_inflight_per_client: usize,
+    /// `--max-groups-per-client`: groups one client may be in at once.
+    pub max_groups_per_client: usize,
     /// `--max-head-size`, bytes of an upgrade (or control) request head.
     pub max_head_size: usize,
     /// `--handshake-timeout`: from accept to a complete upgrade request.
@@ -363,6 +367,15 @@ impl Config {
         let max_inflight_per_client =
             at_least_one("max-inflight-per-client", cli.max_inflight_per_client)?;
         let api_max_conns = at_least_one("api-max-conns", cli.api_max_conns)?;
+        let max_groups_per_client = match cli.max_groups_per_client {
+            n if n > MAX_GROUPS_PER_CLIENT => {
+                return Err(invalid(
+                    "max-groups-per-client",
+                    format!("{n} is above the maximum of {MAX_GROUPS_PER_CLIENT}"),
+                ))
+            }
+            n => n,
+        };
 
         let api_timeout = positive_duration("api-timeout", &cli.api_timeout)?;
         let handshake_timeout = positive_duration("handshake-timeout", &cli.handshake_timeout)?;
@@ -405,6 +418,7 @@ impl Config {
                 max_message_size,
                 max_outbound_bytes,
                 max_inflight_per_client,
+                max_groups_per_client,
                 max_head_size,
                 handshake_timeout,
                 ping_interval,

@@ -9,7 +9,7 @@ use futures_lite::AsyncWriteExt;
 use glommio::net::{TcpListener, TcpStream};
 use ws2api_shards::listener;
 
-use super::{Delivery, Op, OpReply, Shard};
+use super::{group_control, Delivery, Op, OpReply, Shard};
 use crate::api::contract;
 use crate::error::Error;
 use crate::http::read::{read_exact_into, read_head};
@@ -187,6 +187,16 @@ async fn answer(shard: &Rc<Shard>, head: &RequestHead, body: Vec<u8>) -> Result<
         }
         _ => {}
     }
+    if let Some(rest) = path.strip_prefix("/groups/") {
+        return match group_control::route(shard, head, rest, body).await? {
+            group_control::Answer::Ok => Ok(Reply::ok()),
+            group_control::Answer::Json(json) => Ok(Reply {
+                status: 200,
+                content_type: "application/json",
+                body: json.into_bytes(),
+            }),
+        };
+    }
     let client = head.client_id().map_err(|_| Error::NotFound)?;
     let owner = shard.owner_of(&client);
     match head.method {
@@ -234,8 +244,7 @@ fn close_code(query: Option<&str>) -> Result<u16, String> {
             let code: u16 = value
                 .parse()
                 .map_err(|_| format!("bad close code {value:?}"))?;
-            let allowed = matches!(code, 1000 | 1001 | 1008 | 1011 | 1012 | 1013 | 3000..=4999);
-            return if allowed {
+            return if crate::ws::codec::server_may_send(code) {
                 Ok(code)
             } else {
                 Err(format!(

@@ -32,7 +32,7 @@ pub async fn sweep(shard: Rc<Shard>) {
             .table
             .borrow()
             .slice(part, SWEEP_SLICES)
-            .map(|(_, conn)| conn.clone())
+            .map(|(_, entry)| entry.conn.clone())
             .collect();
         for conn in conns {
             match conn.liveness_tick(ping.is_some()) {

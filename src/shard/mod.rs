@@ -10,14 +10,17 @@
 //!
 //! - this file: what a shard is given at start, and its life in the fixed stop order;
 //! - [`state`]: the [`Shard`] itself;
+//! - [`groups`]: which of its connections are in which group;
 //! - [`msg`]: the one message type that crosses shards;
 //! - [`ops`]: the operations a shard carries out for others, and the mesh handler;
 //! - [`public`], [`session`]: the public listener, then one connection's life;
-//! - [`control`]: the control listener;
+//! - [`control`]: the control listener, and [`group_control`] its group routes;
 //! - [`liveness`]: the per-shard sweep of pings, timeouts and stalls;
 //! - [`report`]: `--stats-interval` lines and the `SIGUSR1` table.
 
 pub mod control;
+pub mod group_control;
+pub mod groups;
 pub mod liveness;
 pub mod msg;
 pub mod ops;
@@ -37,8 +40,8 @@ use ws2api_shards::wake::Wakeup;
 use ws2api_shards::MeshPlan;
 
 use crate::config::Config;
-pub use msg::{Delivery, Op, OpReply, ShardMsg};
-pub use state::Shard;
+pub use msg::{Delivery, Membership, Op, OpReply, ShardMsg};
+pub use state::{Client, Shard};
 
 /// Size of the per-shard read buffer every connection of the shard reads into.
 pub const READ_BUFFER: usize = 64 * 1024;

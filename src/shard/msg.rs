@@ -1,10 +1,12 @@
 //! The one message type that crosses shards.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use ws2api_shards::Handoff;
 
 use crate::client_id::ClientId;
+use crate::group::{Audience, GroupName};
 use crate::http::upgrade::Upgrade;
 use crate::stats::ShardStats;
 
@@ -69,6 +71,37 @@ pub enum Op {
     },
     /// This shard's counters.
     Stats,
+    /// Add `client` to `group`.
+    Join {
+        /// The client (owned by the receiving shard).
+        client: ClientId,
+        /// The group.
+        group: GroupName,
+    },
+    /// Remove `client` from `group`.
+    Leave {
+        /// The client (owned by the receiving shard).
+        client: ClientId,
+        /// The group.
+        group: GroupName,
+    },
+    /// Queue `payload` to every member of `audience` on the receiving shard, but `except`.
+    /// One such message goes to each shard; the payload is shared, not copied.
+    Broadcast {
+        /// The group, or everyone.
+        audience: Audience,
+        /// The message.
+        payload: Arc<[u8]>,
+        /// Binary frame instead of text.
+        binary: bool,
+        /// A client that does not get it.
+        except: Option<ClientId>,
+    },
+    /// How many of the receiving shard's clients are in `audience`.
+    Count {
+        /// The group, or everyone.
+        audience: Audience,
+    },
 }
 
 /// The outcome of an [`Op`].
@@ -80,6 +113,29 @@ pub enum OpReply {
     Info(Option<String>),
     /// A shard's counters.
     Stats(Box<ShardStats>),
+    /// Outcome of a join or leave.
+    Membership(Membership),
+    /// Outcome of a broadcast on one shard: members it was queued for, members skipped
+    /// because their queue was full.
+    Broadcast {
+        /// Queued.
+        queued: u64,
+        /// Skipped for a full queue.
+        full: u64,
+    },
+    /// Members counted on one shard.
+    Count(u64),
+}
+
+/// What happened to a join or leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// Joined or left (also when it was a member already, or was not one).
+    Done,
+    /// No such client on its owning shard.
+    NotFound,
+    /// The client is in `--max-groups-per-client` groups already.
+    AtCap,
 }
 
 /// What happened to a push or close.

@@ -1,14 +1,17 @@
 //! The operations a shard carries out on the clients it owns ([`Op`]), for itself or
 //! for another shard over the mesh, and the handling of every message the mesh brings.
 
+use std::fmt::Write as _;
 use std::rc::Rc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use ws2api_shards::calls::Reply;
 
-use super::{public, Delivery, Op, OpReply, Shard, ShardMsg};
+use super::{public, Client, Delivery, Membership, Op, OpReply, Shard, ShardMsg};
+use crate::client_id::ClientId;
+use crate::group::Audience;
 use crate::stats::ShardStats;
-use crate::ws::{Conn, PushError};
+use crate::ws::{codec, PushError};
 
 /// How long a control request waits for the owning shard's reply.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,28 +61,106 @@ impl Shard {
                 OpReply::Info(
                     table
                         .get_by_name(&client)
-                        .map(|(_, conn)| self.describe(conn)),
+                        .map(|(_, entry)| self.describe(entry)),
                 )
             }
             Op::Stats => OpReply::Stats(Box::new(self.local_stats())),
+            Op::Join { client, group } => {
+                let key = self.table.borrow().lookup(&client);
+                OpReply::Membership(match key {
+                    Some(key) => self.join(key, &group),
+                    None => Membership::NotFound,
+                })
+            }
+            Op::Leave { client, group } => {
+                let key = self.table.borrow().lookup(&client);
+                OpReply::Membership(match key {
+                    Some(key) => self.leave(key, &group),
+                    None => Membership::NotFound,
+                })
+            }
+            Op::Broadcast {
+                audience,
+                payload,
+                binary,
+                except,
+            } => {
+                let (queued, full) = self.broadcast(&audience, &payload, binary, except.as_ref());
+                OpReply::Broadcast { queued, full }
+            }
+            Op::Count { audience } => OpReply::Count(match &audience {
+                Audience::Everyone => self.table.borrow().len() as u64,
+                Audience::Group(group) => self.groups.borrow().count(group) as u64,
+            }),
         }
+    }
+
+    /// Queues `payload` to this shard's members of `audience` but `except`: the frame
+    /// is encoded once and shared by every member's queue; a member whose queue is full
+    /// is skipped and counted, never waited for. Returns (queued, full).
+    fn broadcast(
+        &self,
+        audience: &Audience,
+        payload: &[u8],
+        binary: bool,
+        except: Option<&ClientId>,
+    ) -> (u64, u64) {
+        let mut encoded = Vec::new();
+        match binary {
+            true => codec::encode_binary(&mut encoded, payload),
+            false => codec::encode_text(&mut encoded, payload),
+        }
+        let frame: Rc<[u8]> = Rc::from(encoded);
+        let limit = self.config.limits.max_outbound_bytes;
+        let (mut queued, mut full) = (0u64, 0u64);
+        let mut deliver = |entry: &Client| {
+            if except.is_some_and(|id| *id == entry.conn.client_id) {
+                return;
+            }
+            match entry.conn.send_shared(&frame, limit) {
+                Ok(()) => queued += 1,
+                Err(PushError::Full) => full += 1,
+                Err(PushError::Closed) => {}
+            }
+        };
+        let table = self.table.borrow();
+        match audience {
+            Audience::Everyone => table.iter().for_each(|(_, _, entry)| deliver(entry)),
+            Audience::Group(group) => self
+                .groups
+                .borrow()
+                .members(group)
+                .filter_map(|key| table.get(key))
+                .for_each(deliver),
+        }
+        let mut stats = self.stats.borrow_mut();
+        stats.broadcasts += 1;
+        stats.broadcast_queued += queued;
+        stats.broadcast_full += full;
+        stats.messages_out += queued;
+        stats.bytes_out += queued * payload.len() as u64;
+        (queued, full)
     }
 
     /// This shard's counters, with the gauges read now.
     fn local_stats(&self) -> ShardStats {
         let mut snapshot = self.stats.borrow().clone();
         snapshot.api_connections = self.api.open_connections() as u64;
+        let groups = self.groups.borrow();
+        snapshot.groups = groups.len() as u64;
+        snapshot.group_memberships = groups.memberships() as u64;
         snapshot
     }
 
-    fn describe(&self, conn: &Conn) -> String {
+    fn describe(&self, entry: &Client) -> String {
+        let conn = &entry.conn;
         let since = conn
             .connected_at
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         format!(
-            "{{\"client_id\":\"{}\",\"connection_id\":\"{}\",\"shard\":{},\"remote_addr\":\"{}\",\"connected_at\":{:.3},\"messages_in\":{},\"messages_out\":{},\"queued_bytes\":{}}}\n",
+            "{{\"client_id\":\"{}\",\"connection_id\":\"{}\",\"shard\":{},\"remote_addr\":\"{}\",\"connected_at\":{:.3},\"messages_in\":{},\"messages_out\":{},\"queued_bytes\":{},\"groups\":[{}]}}\n",
             conn.client_id,
             conn.conn_id,
             self.id,
@@ -87,8 +168,27 @@ impl Shard {
             since,
             conn.messages_in(),
             conn.messages_out(),
-            conn.queued_bytes()
+            conn.queued_bytes(),
+            self.group_list(entry)
         )
+    }
+
+    /// `"a","b"`: the names of `entry`'s groups, sorted, as JSON strings (group names
+    /// need no escaping).
+    fn group_list(&self, entry: &Client) -> String {
+        let groups = self.groups.borrow();
+        let mut names: Vec<&str> = entry
+            .groups
+            .iter()
+            .filter_map(|&id| groups.name(id))
+            .map(|name| name.as_str())
+            .collect();
+        names.sort_unstable();
+        let mut out = String::new();
+        for (i, name) in names.iter().enumerate() {
+            let _ = write!(out, "{}\"{name}\"", if i > 0 { "," } else { "" });
+        }
+        out
     }
 
     /// Carries out `op` on shard `to` (this one or another) and returns its reply.
@@ -135,31 +235,41 @@ impl Shard {
         }
     }
 
-    /// Every shard's counters, in shard order (the local one read directly). Every
-    /// other shard is asked before any reply is awaited, so the calls are in flight
-    /// together; a shard that does not answer in time counts as empty.
-    pub async fn gather_stats(&self) -> Vec<ShardStats> {
+    /// Carries out `op(shard)` on every shard, this one included, and returns the
+    /// replies in shard order. Every other shard is asked before any reply is awaited,
+    /// so the calls are in flight together; `None` for a shard that could not be
+    /// reached or did not answer in time.
+    pub async fn call_all(&self, op: impl Fn() -> Op) -> Vec<Option<OpReply>> {
         let mut waiting = Vec::with_capacity(self.count);
         for shard in 0..self.count {
             waiting.push(match shard == self.id {
                 true => None,
-                false => self.send_call(shard, Op::Stats).await,
+                false => self.send_call(shard, op()).await,
             });
         }
         let deadline = Instant::now() + CALL_TIMEOUT;
         let mut all = Vec::with_capacity(self.count);
         for (shard, pending) in waiting.into_iter().enumerate() {
-            let stats = match pending {
-                None if shard == self.id => Some(self.local_stats()),
+            all.push(match pending {
+                None if shard == self.id => Some(self.execute(op())),
                 None => None,
-                Some((call, reply)) => match self.await_reply(call, reply, deadline).await {
-                    Some(OpReply::Stats(stats)) => Some(*stats),
-                    _ => None,
-                },
-            };
-            all.push(stats.unwrap_or_default());
+                Some((call, reply)) => self.await_reply(call, reply, deadline).await,
+            });
         }
         all
+    }
+
+    /// Every shard's counters, in shard order; a shard that does not answer in time
+    /// counts as empty.
+    pub async fn gather_stats(&self) -> Vec<ShardStats> {
+        self.call_all(|| Op::Stats)
+            .await
+            .into_iter()
+            .map(|reply| match reply {
+                Some(OpReply::Stats(stats)) => *stats,
+                _ => ShardStats::default(),
+            })
+            .collect()
     }
 
     /// Handles one message from the mesh. Never blocks: anything that waits is spawned.

@@ -156,13 +156,17 @@ pub async fn upgrade(
     let who = Who::new(client.as_str(), &conn_id, peer.ip());
     let connect = Connect::new(who, head.query.as_deref(), |name| head.header(name));
     let headers = connect.headers();
-    let verdict = match shard.api_request(&connect.request(&headers)).await {
-        Err(e) => Err(Error::Api(e)),
-        Ok(answer) => match EventAnswer::new(answer).connect() {
-            ConnectVerdict::Accept { subprotocol } => Ok(subprotocol),
-            ConnectVerdict::Status(status) => Err(Error::ApiStatus(status)),
-            ConnectVerdict::Refused(body) => Err(Error::ApiRefused(body)),
-        },
+    let (verdict, answer) = match shard.api_request(&connect.request(&headers)).await {
+        Err(e) => (Err(Error::Api(e)), None),
+        Ok(answer) => {
+            let answer = EventAnswer::new(answer);
+            let verdict = match answer.connect() {
+                ConnectVerdict::Accept { subprotocol } => Ok(subprotocol),
+                ConnectVerdict::Status(status) => Err(Error::ApiStatus(status)),
+                ConnectVerdict::Refused(body) => Err(Error::ApiRefused(body)),
+            };
+            (verdict, Some(answer))
+        }
     };
     drop(headers);
     drop(connect);
@@ -184,10 +188,18 @@ pub async fn upgrade(
     let mut first = Vec::with_capacity(160);
     response::write_switching_protocols(&mut first, &accept, protocol.as_deref());
     let conn = Rc::new(Conn::new(client.clone(), conn_id, peer, first));
-    let (key, replaced) = shard.table.borrow_mut().insert(client, conn.clone());
+    let (key, replaced) = shard.admit(client, conn.clone());
     shard.stats.borrow_mut().connections_opened += 1;
+    // Groups the Connect answer joins take effect before the 101 goes out: a broadcast
+    // from now on queues behind it.
+    if let Some(answer) = answer {
+        let changes = answer.group_changes();
+        if !changes.is_empty() {
+            shard.apply_group_changes(key, &changes);
+        }
+    }
     if let Some(old_key) = replaced {
-        let old = shard.table.borrow().get(old_key).cloned();
+        let old = shard.table.borrow().get(old_key).map(|e| e.conn.clone());
         if let Some(old) = old {
             // The older connection gets its Disconnect before this one is accepted.
             old.close(4000, "replaced");

@@ -11,7 +11,7 @@ use ws2api_shards::{Key, Pass};
 use super::Shard;
 use crate::api::contract::{self, EventAnswer, Who};
 use crate::api::ApiError;
-use crate::ws::codec::WsDecoder;
+use crate::ws::codec::{server_may_send, WsDecoder};
 use crate::ws::connection::{self, Limits};
 use crate::ws::{Conn, Ended, InFlight, Message, PushError};
 
@@ -37,7 +37,8 @@ pub async fn serve(
         max_inflight: shard.config.limits.max_inflight_per_client,
         max_outbound: shard.config.limits.max_outbound_bytes,
     };
-    let on_message = |inflight: InFlight, message: Message| post_message(&shard, inflight, message);
+    let on_message =
+        |inflight: InFlight, message: Message| post_message(&shard, key, inflight, message);
     let ended = connection::run(
         &mut stream,
         &conn,
@@ -50,7 +51,7 @@ pub async fn serve(
     .await;
     drop(leftover);
     drop(stream);
-    shard.table.borrow_mut().remove(key);
+    shard.remove(key);
     {
         let mut stats = shard.stats.borrow_mut();
         stats.connections_closed += 1;
@@ -69,9 +70,11 @@ pub async fn serve(
     conn.finish();
 }
 
-/// Sends `message` to the API server in its own task; a non-empty 2xx answer goes
-/// back to the client. The connection reads on once `inflight` drops with the task.
-fn post_message(shard: &Rc<Shard>, inflight: InFlight, message: Message) {
+/// Sends `message` to the API server in its own task. A 2xx answer's group changes
+/// apply to the connection (table key `key`) first, then a non-empty body goes back to
+/// the client, then the close it asks for, if any. The connection reads on once
+/// `inflight` drops with the task.
+fn post_message(shard: &Rc<Shard>, key: Key, inflight: InFlight, message: Message) {
     {
         let mut stats = shard.stats.borrow_mut();
         stats.messages_in += 1;
@@ -92,6 +95,12 @@ fn post_message(shard: &Rc<Shard>, inflight: InFlight, message: Message) {
         let answer = shard.api_request(&event.request(&headers)).await;
         match answer.map(EventAnswer::new) {
             Ok(answer) if answer.is_success() => {
+                let changes = answer.group_changes();
+                if !changes.is_empty() {
+                    shard.apply_group_changes(key, &changes);
+                }
+                drop(changes);
+                let close = answer.close();
                 if let Some(reply) = answer.reply() {
                     if reply.not_utf8 {
                         log::info!(
@@ -113,6 +122,17 @@ fn post_message(shard: &Rc<Shard>, inflight: InFlight, message: Message) {
                         // It keeps sending but reads nothing: its answers cannot go anywhere.
                         Err(PushError::Full) => conn.close(1008, "send queue full"),
                         Err(PushError::Closed) => {}
+                    }
+                }
+                if let Some(asked) = close {
+                    match asked.code {
+                        Ok(code) if server_may_send(code) => conn.close(code, &asked.reason),
+                        code => log::warn!(
+                            "shard {}: answer to {} asks for close code {:?}, which a server may not send; ignored",
+                            shard.id,
+                            conn.client_id,
+                            code.map_or_else(|text| text, |code| code.to_string())
+                        ),
                     }
                 }
             }

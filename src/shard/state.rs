@@ -7,15 +7,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::sync::Semaphore;
-use ws2api_shards::{shard_of, Calls, Gate, MeshSender, Table};
+use ws2api_shards::{shard_of, Calls, Gate, Key, MeshSender, Table};
 
-use super::{OpReply, ShardMsg, READ_BUFFER};
+use super::groups::{AtCap, Groups, Memberships};
+use super::{Membership, OpReply, ShardMsg, READ_BUFFER};
+use crate::api::contract::GroupChanges;
 use crate::api::{Answer, ApiError, ApiMethod, ApiPool, ApiRequest};
 use crate::client_id::ClientId;
 use crate::config::Config;
+use crate::group::GroupName;
 use crate::logger::RateLimited;
 use crate::stats::ShardStats;
 use crate::ws::Conn;
+
+/// A connection's entry in its shard's table.
+pub struct Client {
+    /// The connection (its task holds another `Rc`).
+    pub conn: Rc<Conn>,
+    /// The ids of its groups in [`Shard::groups`].
+    pub groups: Memberships,
+}
 
 /// One shard's state. Lives in an `Rc` on its executor; never crosses threads.
 pub struct Shard {
@@ -28,7 +39,9 @@ pub struct Shard {
     /// This shard's pool of connections to the API server.
     pub api: ApiPool,
     /// The connections this shard owns, by ClientId.
-    pub table: RefCell<Table<ClientId, Rc<Conn>>>,
+    pub table: RefCell<Table<ClientId, Client>>,
+    /// Which of this shard's connections are in which group.
+    pub groups: RefCell<Groups>,
     /// This shard's counters.
     pub stats: RefCell<ShardStats>,
     /// The sending half of the mesh (the receiving half runs in `Mesh::serve`, which
@@ -42,6 +55,8 @@ pub struct Shard {
     pub gate: Gate,
     /// Bounds the log lines about failed requests to the API server.
     pub upstream_log: RateLimited,
+    /// Bounds the log lines about group names skipped in API answers.
+    pub group_log: RateLimited,
     draining: Cell<bool>,
     /// Closed when the shard starts draining: accept loops wait on it to stop.
     stopping: Semaphore,
@@ -58,12 +73,14 @@ impl Shard {
             api: ApiPool::for_client(&config.api),
             config,
             table: RefCell::new(Table::new()),
+            groups: RefCell::new(Groups::default()),
             stats: RefCell::new(ShardStats::default()),
             mesh,
             calls: Calls::default(),
             read_buf: RefCell::new(vec![0; READ_BUFFER]),
             gate: Gate::default(),
             upstream_log: RateLimited::new(10, Duration::from_secs(1)),
+            group_log: RateLimited::new(10, Duration::from_secs(1)),
             draining: Cell::new(false),
             stopping: Semaphore::new(0),
             conn_seq: Cell::new(0),
@@ -145,7 +162,92 @@ impl Shard {
         self.table
             .borrow()
             .get_by_name(client)
-            .map(|(_, c)| c.clone())
+            .map(|(_, c)| c.conn.clone())
+    }
+
+    /// Takes `conn` into the table under `client`; returns its key and the key of the
+    /// connection it replaces, if any. It starts in no group.
+    pub fn admit(&self, client: ClientId, conn: Rc<Conn>) -> (Key, Option<Key>) {
+        let entry = Client {
+            conn,
+            groups: Memberships::new(),
+        };
+        self.table.borrow_mut().insert(client, entry)
+    }
+
+    /// Takes the connection at `key` out of the table and out of every group.
+    pub fn remove(&self, key: Key) {
+        if let Some(entry) = self.table.borrow_mut().remove(key) {
+            self.groups.borrow_mut().leave_all(key, &entry.groups);
+        }
+    }
+
+    /// Adds the connection at `key` to `group`.
+    pub fn join(&self, key: Key, group: &GroupName) -> Membership {
+        let mut table = self.table.borrow_mut();
+        let Some(entry) = table.get_mut(key) else {
+            return Membership::NotFound;
+        };
+        let cap = self.config.limits.max_groups_per_client;
+        match self
+            .groups
+            .borrow_mut()
+            .join(group, key, &mut entry.groups, cap)
+        {
+            Ok(_) => Membership::Done,
+            Err(AtCap) => Membership::AtCap,
+        }
+    }
+
+    /// Removes the connection at `key` from `group`.
+    pub fn leave(&self, key: Key, group: &GroupName) -> Membership {
+        let mut table = self.table.borrow_mut();
+        let Some(entry) = table.get_mut(key) else {
+            return Membership::NotFound;
+        };
+        self.groups
+            .borrow_mut()
+            .leave(group, key, &mut entry.groups);
+        Membership::Done
+    }
+
+    /// Applies the `X-Group-Join` / `X-Group-Leave` of an API answer to the connection
+    /// at `key`, joins first. A bad name, `*`, or a join beyond `--max-groups-per-client`
+    /// is skipped, logged (rate-limited) and counted; the rest still applies.
+    pub fn apply_group_changes(&self, key: Key, changes: &GroupChanges<'_>) {
+        let mut skipped = 0u64;
+        let mut skip = |raw: &[u8], why: &dyn std::fmt::Display| {
+            skipped += 1;
+            crate::log_limited!(
+                self.group_log,
+                log::Level::Warn,
+                "shard {}: API answer group {:?} skipped: {why}",
+                self.id,
+                String::from_utf8_lossy(raw)
+            );
+        };
+        for (raw, join) in changes
+            .joins
+            .iter()
+            .map(|raw| (raw, true))
+            .chain(changes.leaves.iter().map(|raw| (raw, false)))
+        {
+            let group = match GroupName::parse(raw) {
+                Ok(group) => group,
+                Err(e) => {
+                    skip(raw, &e);
+                    continue;
+                }
+            };
+            let outcome = match join {
+                true => self.join(key, &group),
+                false => self.leave(key, &group),
+            };
+            if outcome == Membership::AtCap {
+                skip(raw, &"over --max-groups-per-client");
+            }
+        }
+        self.stats.borrow_mut().group_names_skipped += skipped;
     }
 
     /// Begins the orderly stop: accept loops end, every client is asked to close with 1001.
@@ -158,7 +260,7 @@ impl Shard {
             .table
             .borrow()
             .iter()
-            .map(|(_, _, conn)| conn.clone())
+            .map(|(_, _, entry)| entry.conn.clone())
             .collect();
         for conn in conns {
             conn.close(1001, "shutdown");

@@ -147,6 +147,19 @@ pub struct ShardStats {
     pub requests_in_flight: u64,
     /// Connections to the API server open now (gauge, filled in when a snapshot is taken).
     pub api_connections: u64,
+    /// Groups with a member on this shard (gauge, filled in when a snapshot is taken).
+    pub groups: u64,
+    /// (client, group) memberships on this shard (gauge, filled in when a snapshot is taken).
+    pub group_memberships: u64,
+    /// Broadcasts this shard carried out for its members.
+    pub broadcasts: u64,
+    /// Broadcast frames queued to a member.
+    pub broadcast_queued: u64,
+    /// Broadcast members skipped because their queue was full.
+    pub broadcast_full: u64,
+    /// Group names in `X-Group-Join` / `X-Group-Leave` skipped: bad, `*`, or beyond
+    /// `--max-groups-per-client`.
+    pub group_names_skipped: u64,
     /// Latency distributions.
     pub latency: Latencies,
 }
@@ -185,6 +198,12 @@ impl Fold for ShardStats {
         }
         self.requests_in_flight += o.requests_in_flight;
         self.api_connections += o.api_connections;
+        self.groups += o.groups;
+        self.group_memberships += o.group_memberships;
+        self.broadcasts += o.broadcasts;
+        self.broadcast_queued += o.broadcast_queued;
+        self.broadcast_full += o.broadcast_full;
+        self.group_names_skipped += o.group_names_skipped;
         self.latency.fold(&o.latency);
     }
 }

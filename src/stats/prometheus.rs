@@ -64,7 +64,7 @@ pub fn render_prometheus(shards: &[ShardStats]) -> String {
         );
     }
     type Getter = fn(&ShardStats) -> u64;
-    let per_shard: [(&str, &str, &str, Getter); 16] = [
+    let per_shard: [(&str, &str, &str, Getter); 20] = [
         (
             "ws2api_connections_opened_total",
             "counter",
@@ -161,6 +161,30 @@ pub fn render_prometheus(shards: &[ShardStats]) -> String {
             "Disconnect requests that failed after every retry.",
             |s| s.disconnects_failed,
         ),
+        (
+            "ws2api_groups",
+            "gauge",
+            "Groups with a member on this shard.",
+            |s| s.groups,
+        ),
+        (
+            "ws2api_group_memberships",
+            "gauge",
+            "(client, group) memberships of this shard's clients.",
+            |s| s.group_memberships,
+        ),
+        (
+            "ws2api_broadcasts_total",
+            "counter",
+            "Broadcasts this shard carried out for its members.",
+            |s| s.broadcasts,
+        ),
+        (
+            "ws2api_group_names_skipped_total",
+            "counter",
+            "Names in X-Group-Join / X-Group-Leave answers skipped (bad, '*', or beyond --max-groups-per-client).",
+            |s| s.group_names_skipped,
+        ),
     ];
     for (name, kind, help, get) in per_shard {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -178,6 +202,22 @@ pub fn render_prometheus(shards: &[ShardStats]) -> String {
             ("ok", stats.pushes_ok),
             ("not_found", stats.pushes_not_found),
             ("queue_full", stats.pushes_full),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}{{shard=\"{shard}\",outcome=\"{outcome}\"}} {value}"
+            );
+        }
+    }
+    let name = "ws2api_broadcast_deliveries_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Broadcast frames for this shard's members, by outcome.\n# TYPE {name} counter"
+    );
+    for (shard, stats) in shards.iter().enumerate() {
+        for (outcome, value) in [
+            ("queued", stats.broadcast_queued),
+            ("full", stats.broadcast_full),
         ] {
             let _ = writeln!(
                 out,

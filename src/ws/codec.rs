@@ -483,6 +483,12 @@ fn encode_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
     }
 }
 
+/// True for a close code a server may send (RFC 6455 7.4: 1000, 1001, 1008, 1011–1013,
+/// and the 3000–4999 range for libraries and applications).
+pub fn server_may_send(code: u16) -> bool {
+    matches!(code, 1000 | 1001 | 1008 | 1011 | 1012 | 1013 | 3000..=4999)
+}
+
 /// Appends an unmasked text frame (the caller guarantees `payload` is UTF-8).
 pub fn encode_text(out: &mut Vec<u8>, payload: &[u8]) {
     encode_frame(out, OpCode::Data(Data::Text), payload);

@@ -23,14 +23,11 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use super::codec::{self, WsDecoder, WsError, WsEvent};
+use super::outbox::Outbox;
 use crate::client_id::ClientId;
 
 /// How long a closing connection waits for the peer's close frame or EOF.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
-
-/// An outbound buffer that grew past this is released once written, so a burst
-/// does not stay resident in an idle connection.
-const KEEP_OUT_CAPACITY: usize = 4096;
 
 /// A complete message from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +76,7 @@ pub struct Conn {
     pub peer: SocketAddr,
     /// When the 101 was sent.
     pub connected_at: SystemTime,
-    out: RefCell<Vec<u8>>,
+    out: RefCell<Outbox>,
     waker: RefCell<Option<Waker>>,
     close: RefCell<Option<Ended>>,
     closing: Cell<bool>,
@@ -105,7 +102,7 @@ impl Conn {
             conn_id,
             peer,
             connected_at: SystemTime::now(),
-            out: RefCell::new(first),
+            out: RefCell::new(Outbox::new(first)),
             waker: RefCell::new(None),
             close: RefCell::new(None),
             closing: Cell::new(false),
@@ -135,11 +132,31 @@ impl Conn {
                 self.refused.set(true);
                 return Err(PushError::Full);
             }
+            let frame = out.own();
             if binary {
-                codec::encode_binary(&mut out, payload);
+                codec::encode_binary(frame, payload);
             } else {
-                codec::encode_text(&mut out, payload);
+                codec::encode_text(frame, payload);
             }
+        }
+        self.messages_out.set(self.messages_out.get() + 1);
+        self.wake();
+        Ok(())
+    }
+
+    /// Queues a frame already encoded and shared with other connections (a broadcast),
+    /// under the same bound as [`Conn::send`]: the frame's length counts against `limit`.
+    pub fn send_shared(&self, frame: &Rc<[u8]>, limit: usize) -> Result<(), PushError> {
+        if self.closing.get() {
+            return Err(PushError::Closed);
+        }
+        {
+            let mut out = self.out.borrow_mut();
+            if !out.is_empty() && out.len().saturating_add(frame.len()) > limit {
+                self.refused.set(true);
+                return Err(PushError::Full);
+            }
+            out.push_shared(frame.clone());
         }
         self.messages_out.set(self.messages_out.get() + 1);
         self.wake();
@@ -155,7 +172,7 @@ impl Conn {
         if out.len() >= limit {
             self.refused.set(true);
         } else {
-            codec::encode_pong(&mut out, payload);
+            codec::encode_pong(out.own(), payload);
         }
     }
 
@@ -233,7 +250,7 @@ impl Conn {
         match ticks {
             1 => Liveness::Alive,
             2 => {
-                codec::encode_ping(&mut self.out.borrow_mut(), b"");
+                codec::encode_ping(self.out.borrow_mut().own(), b"");
                 self.wake();
                 Liveness::Pinged
             }
@@ -375,12 +392,14 @@ pub async fn run(
                     conn.closing.set(true);
                     let ended = match frame {
                         Some((code, reason)) => {
-                            codec::encode_close(&mut conn.out.borrow_mut(), code, &reason);
+                            let mut out = conn.out.borrow_mut();
+                            codec::encode_close(out.own(), code, &reason);
+                            drop(out);
                             Ended::new(code, reason)
                         }
                         None => {
                             // No status in the client's close: echo an empty close frame.
-                            conn.out.borrow_mut().extend_from_slice(&[0x88, 0x00]);
+                            conn.out.borrow_mut().own().extend_from_slice(&[0x88, 0x00]);
                             Ended::new(1005, "")
                         }
                     };
@@ -451,20 +470,17 @@ fn poll_step(
     {
         let mut out = conn.out.borrow_mut();
         while !out.is_empty() {
-            match Pin::new(&mut *stream).poll_write(cx, &out) {
+            match Pin::new(&mut *stream).poll_write(cx, out.front()) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Step::Failed(io::ErrorKind::WriteZero.into()))
                 }
                 Poll::Ready(Ok(n)) => {
-                    out.drain(..n);
+                    out.consume(n);
                     conn.written.set(conn.written.get().wrapping_add(n as u64));
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Step::Failed(e)),
                 Poll::Pending => break,
             }
-        }
-        if out.is_empty() && out.capacity() > KEEP_OUT_CAPACITY {
-            *out = Vec::new();
         }
     }
     if let Some(ended) = conn.close.borrow_mut().take() {
@@ -510,7 +526,7 @@ async fn close_with(stream: &mut TcpStream, conn: &Conn, code: u16, reason: &str
                 // The queue is what the client would not read: drop it, send only the close.
                 out.clear();
             }
-            codec::encode_close(&mut out, code, reason);
+            codec::encode_close(out.own(), code, reason);
         }
         Box::pin(finish_close(stream, conn, true)).await;
     }
@@ -521,7 +537,7 @@ async fn close_with(stream: &mut TcpStream, conn: &Conn, code: u16, reason: &str
 /// the close, drains the peer's remaining bytes until EOF so that our close frame is
 /// not lost to a reset. Bounded by [`CLOSE_GRACE`].
 async fn finish_close(stream: &mut TcpStream, conn: &Conn, drain: bool) {
-    let out = std::mem::take(&mut *conn.out.borrow_mut());
+    let out = std::mem::take(&mut *conn.out.borrow_mut()).to_vec();
     let work = async {
         stream.write_all(&out).await?;
         stream.flush().await?;
@@ -566,10 +582,27 @@ mod tests {
         let c = conn();
         c.send(b"hi", false, usize::MAX).unwrap();
         assert_eq!(c.queued_bytes(), 4);
-        assert_eq!(*c.out.borrow(), b"\x81\x02hi");
+        assert_eq!(c.out.borrow().to_vec(), b"\x81\x02hi");
         c.send(b"\x01", true, usize::MAX).unwrap();
-        assert_eq!(&c.out.borrow()[4..], b"\x82\x01\x01");
+        assert_eq!(&c.out.borrow().to_vec()[4..], b"\x82\x01\x01");
         assert_eq!(c.messages_out(), 2);
+    }
+
+    #[test]
+    fn a_shared_frame_is_queued_by_reference_under_the_same_bound() {
+        let c = conn();
+        let frame: Rc<[u8]> = Rc::from(&b"\x81\x03all"[..]);
+        c.send(b"hi", false, 16).unwrap();
+        c.send_shared(&frame, 16).unwrap();
+        c.send(b"yo", false, 16).unwrap();
+        assert_eq!(c.out.borrow().to_vec(), b"\x81\x02hi\x81\x03all\x81\x02yo");
+        assert_eq!(Rc::strong_count(&frame), 2);
+        assert_eq!(c.messages_out(), 3);
+        // 13 queued + 5 > 16: refused, and counted as a refusal for the stall check.
+        assert_eq!(c.send_shared(&frame, 16), Err(PushError::Full));
+        assert!(c.refused.get());
+        c.close(1000, "bye");
+        assert_eq!(c.send_shared(&frame, 16), Err(PushError::Closed));
     }
 
     #[test]
@@ -595,7 +628,7 @@ mod tests {
         let c = conn();
         assert_eq!(c.liveness_tick(true), Liveness::Alive);
         assert_eq!(c.liveness_tick(true), Liveness::Pinged);
-        assert_eq!(*c.out.borrow(), b"\x89\x00");
+        assert_eq!(c.out.borrow().to_vec(), b"\x89\x00");
         assert_eq!(c.liveness_tick(true), Liveness::TimedOut);
         assert_eq!(*c.close.borrow(), Some(Ended::new(1006, "timeout")));
     }
@@ -639,7 +672,7 @@ mod tests {
         assert_eq!(c.liveness_tick(false), Liveness::Alive);
         // Some bytes go out between every two ticks.
         for _ in 0..3 {
-            c.out.borrow_mut().drain(..10);
+            c.out.borrow_mut().consume(10);
             c.written.set(c.written.get() + 10);
             assert_eq!(c.liveness_tick(false), Liveness::Alive);
         }
@@ -659,7 +692,7 @@ mod tests {
         assert_eq!(c.liveness_tick(false), Liveness::Stalled);
         let d = conn();
         d.pong(b"p", 64);
-        assert_eq!(*d.out.borrow(), b"\x8a\x01p");
+        assert_eq!(d.out.borrow().to_vec(), b"\x8a\x01p");
     }
 
     #[test]

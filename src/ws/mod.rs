@@ -2,6 +2,7 @@
 
 pub mod codec;
 pub mod connection;
+pub mod outbox;
 
 pub use codec::{WsDecoder, WsError, WsEvent};
 pub use connection::{Conn, Ended, InFlight, Liveness, Message, PushError};
