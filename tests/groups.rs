@@ -331,6 +331,9 @@ fn an_answer_can_close_its_client_after_the_body() {
             "bye" => Reply::ok("see you")
                 .header("X-Close-Code", "4001")
                 .header("X-Close-Reason", "asked to leave"),
+            "policy" => Reply::ok("not allowed")
+                .header("X-Close-Code", "1008")
+                .header("X-Close-Reason", "policy"),
             _ => Reply::ok("still here").header("X-Close-Code", "1005"),
         })
         .start();
@@ -347,5 +350,10 @@ fn an_answer_can_close_its_client_after_the_body() {
     let disconnect = api.wait_request("DELETE", "/alice");
     assert_eq!(disconnect.close_code(), 4001);
     assert_eq!(disconnect.text(), "asked to leave");
+    // 1008 from the API is a policy close like any other: the answer still goes first.
+    let mut bob = ws(gw.public, "bob");
+    send_text(&mut bob, "policy");
+    assert_eq!(recv_text(&mut bob), "not allowed");
+    assert_eq!(expect_close(&mut bob), (1008, "policy".to_string()));
     gw.stop();
 }

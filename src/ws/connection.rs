@@ -522,8 +522,10 @@ async fn close_with(stream: &mut TcpStream, conn: &Conn, code: u16, reason: &str
     } else {
         {
             let mut out = conn.out.borrow_mut();
-            if code == 1008 {
-                // The queue is what the client would not read: drop it, send only the close.
+            if code == 1008 && conn.refused.get() {
+                // Closed for a full queue: the queue is what the client would not read,
+                // so drop it and send only the close. (A 1008 the API asked for with
+                // X-Close-Code still sends its answer first.)
                 out.clear();
             }
             codec::encode_close(out.own(), code, reason);
