@@ -938,6 +938,9 @@ fn json_count(body: &[u8], name: &str) -> u64 {
 /// Worker 0: posts the plan's broadcasts on schedule, one after another on one
 /// keep-alive control connection (the next only after the previous one's answer, so
 /// that they are ordered), to ws2api's `POST /groups/<g>` or Pushpin's `POST /publish/`.
+/// Pushpin's publish listener closes the connection after each answer, so there every
+/// broadcast gets a connection of its own (`Connection: close`), opened before its send
+/// time is taken.
 async fn broadcaster(state: &State, drain_end: Instant) {
     let plan = &state.plan;
     let total = plan.broadcasts_total();
@@ -967,6 +970,18 @@ async fn broadcaster(state: &State, drain_end: Instant) {
             return;
         }
         let group = plan.group_name(plan.group_of(n));
+        if plan.publish_pushpin && n > 0 {
+            stream = match TcpStream::connect(plan.control).await {
+                Ok(s) => s,
+                Err(e) => {
+                    for _ in n..total {
+                        state.error(Err::BcastFailed, &format!("control {}: {e}", plan.control));
+                    }
+                    return;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+        }
         let sent = state.micros();
         payload.clear();
         broadcast_payload(&mut payload, n, sent, plan.broadcast_size);
@@ -979,7 +994,7 @@ async fn broadcaster(state: &State, drain_end: Instant) {
             );
             let _ = write!(
                 req,
-                "POST {}publish/ HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                "POST {}publish/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                 plan.control_path,
                 plan.control,
                 body.len()
