@@ -11,7 +11,7 @@ import re
 import statistics
 import sys
 
-WORKLOADS = {"a": "open loop, 1 msg per interval", "b": "closed loop"}
+WORKLOADS = {"a": "open loop, 1 msg per interval", "b": "closed loop", "c": "broadcast fan-out"}
 
 
 def kv(path):
@@ -199,7 +199,44 @@ def main(d):
         split = cpu_split(os.path.join(d, f"pushpin-{w}"), pp.get("window"))
         if split:
             out.append(f"  Pushpin CPU by process (measured window, % of one core, RSS at its end): {split}")
+    broadcast(d, out)
     print("\n".join(out))
+
+
+def broadcast(d, out):
+    """Workload c: the broadcast lines of each side's summary.txt, side by side, and the
+    ratio of deliveries per gateway CPU-second (above 1 = ws2api delivers more per CPU)."""
+    ws, pp = (kv_label(os.path.join(d, f"{n}-c", "summary.txt")) for n in ("ws2api", "pushpin"))
+    if not ws and not pp:
+        return
+    run = kv(os.path.join(d, "ws2api-c", "run.txt")) or kv(os.path.join(d, "pushpin-c", "run.txt"))
+    out.append("")
+    out.append(f"workload c (broadcast fan-out): connections {run.get('connections', '')}")
+    keys = ["connections (max)", "broadcasts", "deliveries / expected", "broadcast window",
+            "gateway CPU (broadcasts)", "gateway CPU per delivery", "deliveries per gateway CPU-s",
+            "POST -> first delivery", "POST -> last delivery", "POST -> each delivery",
+            "RSS growth in broadcasts", "errors"]
+    for k in keys:
+        out.append(f"  {k}")
+        out.append(f"    ws2api : {ws.get(k, 'n/a')}")
+        out.append(f"    Pushpin: {pp.get(k, 'n/a')}")
+    a = num((ws.get("deliveries per gateway CPU-s") or "").replace(",", ""))
+    b = num((pp.get("deliveries per gateway CPU-s") or "").replace(",", ""))
+    out.append(f"  deliveries per gateway CPU-second, ws2api / Pushpin: {ratio(a, b)}")
+
+
+def kv_label(path):
+    """summary.txt lines: a label padded to 28 columns, then the value."""
+    out = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.rstrip("\n")
+                if len(line) > 29:
+                    out[line[:28].strip()] = line[29:].strip()
+    except OSError:
+        pass
+    return out
 
 
 if __name__ == "__main__":

@@ -7,6 +7,12 @@
 #
 #   a) --connections N (5000) × 1 msg per --interval (10s) for --duration (30s)
 #   b) closed loop with --closed-connections (2000) for --closed-duration (20s)
+#   c) broadcast fan-out: --bcast-connections (2000) idle members in --groups (1) group(s),
+#      --broadcasts (1) per second of --broadcast-size (1KiB) for --bcast-duration (20s);
+#      ws2api: POST /groups/<g> on the control listener (bench API --groups: X-Group-Join);
+#      Pushpin: POST /publish/ on its push_in_http port (bench API --groups: a GRIP
+#      subscribe control message in the OPEN answer). Not in the default list;
+#      scripts/broadcast-compare.sh runs it.
 #
 # Results in results/<timestamp>-<name>/:
 #   ws2api-a/ pushpin-a/ ws2api-b/ pushpin-b/   loadtest.sh-style folders (summary.txt,
@@ -16,6 +22,8 @@
 #
 # Usage: scripts/compare.sh [--name NAME] [--workloads a,b] [--connections N] [--interval 10s]
 #          [--duration 30s] [--closed-connections N] [--closed-duration 20s] [--ramp N/s]
+#          [--bcast-connections N] [--bcast-duration 20s] [--broadcasts P/s] [--groups K]
+#          [--broadcast-size 1KiB]
 #          [--drain 5s] [--shards N] [--api-threads N] [--pushpin-log-level 0..3]
 #          [--only ws2api|pushpin] [--no-build] [--no-install]
 # Every flag also reads COMPARE_<FLAG> from the environment (COMPARE_CONNECTIONS=2000 ...).
@@ -35,6 +43,11 @@ INTERVAL=${COMPARE_INTERVAL:-10s}
 DURATION=${COMPARE_DURATION:-30s}
 CLOSED_CONNECTIONS=${COMPARE_CLOSED_CONNECTIONS:-2000}
 CLOSED_DURATION=${COMPARE_CLOSED_DURATION:-20s}
+BCAST_CONNECTIONS=${COMPARE_BCAST_CONNECTIONS:-2000}
+BCAST_DURATION=${COMPARE_BCAST_DURATION:-20s}
+BROADCASTS=${COMPARE_BROADCASTS:-1}
+BGROUPS=${COMPARE_GROUPS:-1}
+BROADCAST_SIZE=${COMPARE_BROADCAST_SIZE:-1KiB}
 RAMP=${COMPARE_RAMP:-1000}
 DRAIN=${COMPARE_DRAIN:-5s}
 SHARDS=${COMPARE_SHARDS:-2}
@@ -53,6 +66,11 @@ while [ $# -gt 0 ]; do
         --duration) DURATION=$2; shift ;;
         --closed-connections) CLOSED_CONNECTIONS=$2; shift ;;
         --closed-duration) CLOSED_DURATION=$2; shift ;;
+        --bcast-connections) BCAST_CONNECTIONS=$2; shift ;;
+        --bcast-duration) BCAST_DURATION=$2; shift ;;
+        --broadcasts) BROADCASTS=$2; shift ;;
+        --groups) BGROUPS=$2; shift ;;
+        --broadcast-size) BROADCAST_SIZE=$2; shift ;;
         --ramp) RAMP=$2; shift ;;
         --drain) DRAIN=$2; shift ;;
         --shards) SHARDS=$2; shift ;;
@@ -61,7 +79,7 @@ while [ $# -gt 0 ]; do
         --only) ONLY=$2; shift ;;
         --no-build) BUILD=0 ;;
         --no-install) INSTALL=0 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -73,7 +91,7 @@ die() { say "error: $*"; exit 2; }
 case "$ONLY" in ""|ws2api|pushpin) ;; *) die "--only: ws2api or pushpin" ;; esac
 case "$PP_LOG_LEVEL" in 0|1|2|3) ;; *) die "--pushpin-log-level: 0..3" ;; esac
 for w in ${WORKLOADS//,/ }; do
-    case "$w" in a|b) ;; *) die "--workloads: a comma list of a, b (got $w)" ;; esac
+    case "$w" in a|b|c) ;; *) die "--workloads: a comma list of a, b, c (got $w)" ;; esac
 done
 run_ws2api() { [ "$ONLY" != pushpin ]; }
 run_pushpin() { [ "$ONLY" != ws2api ]; }
@@ -134,7 +152,7 @@ say "results in $OUT"
     echo "cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
     echo "kernel $(uname -r)"
     echo "pushpin ${PP_VERSION:-not run}"
-    echo "command $0 --name $NAME --workloads $WORKLOADS --connections $CONNECTIONS --interval $INTERVAL --duration $DURATION --closed-connections $CLOSED_CONNECTIONS --closed-duration $CLOSED_DURATION --ramp $RAMP --drain $DRAIN --shards $SHARDS --api-threads $API_THREADS --pushpin-log-level $PP_LOG_LEVEL${ONLY:+ --only $ONLY}"
+    echo "command $0 --name $NAME --workloads $WORKLOADS --connections $CONNECTIONS --interval $INTERVAL --duration $DURATION --closed-connections $CLOSED_CONNECTIONS --closed-duration $CLOSED_DURATION --bcast-connections $BCAST_CONNECTIONS --bcast-duration $BCAST_DURATION --broadcasts $BROADCASTS --groups $BGROUPS --broadcast-size $BROADCAST_SIZE --ramp $RAMP --drain $DRAIN --shards $SHARDS --api-threads $API_THREADS --pushpin-log-level $PP_LOG_LEVEL${ONLY:+ --only $ONLY}"
 } > "$OUT/compare-run.txt"
 
 # Free TCP ports below the ephemeral range (condure binds 0.0.0.0, so check that).
@@ -189,11 +207,14 @@ secs() { # 10s, 500ms, 2m -> whole seconds (rounded up)
 
 # workload -> LOAD_* settings for both sides
 workload() {
+    W_BCAST=0
     case "$1" in
         a) W_CONNS=$CONNECTIONS; W_DURATION=$DURATION; W_INTERVAL=$INTERVAL; W_CLOSED=0
            W_DESC="$CONNECTIONS conns x 1 msg/$INTERVAL for $DURATION" ;;
         b) W_CONNS=$CLOSED_CONNECTIONS; W_DURATION=$CLOSED_DURATION; W_INTERVAL=$INTERVAL; W_CLOSED=1
            W_DESC="closed loop, $CLOSED_CONNECTIONS conns for $CLOSED_DURATION" ;;
+        c) W_CONNS=$BCAST_CONNECTIONS; W_DURATION=$BCAST_DURATION; W_INTERVAL=0s; W_CLOSED=0; W_BCAST=1
+           W_DESC="$BCAST_CONNECTIONS members in $BGROUPS group(s) x $BROADCASTS broadcasts/s of $BROADCAST_SIZE for $BCAST_DURATION" ;;
     esac
 }
 
@@ -208,6 +229,7 @@ ws2api_run() { # workload
         --shards "$SHARDS" --api-threads "$API_THREADS"
         --listen "$listen" --control-listen "$control" --api-listen "$api")
     [ "$W_CLOSED" = 1 ] && args+=(--closed-loop)
+    [ "$W_BCAST" = 1 ] && args+=(--broadcasts "$BROADCASTS" --groups "$BGROUPS" --broadcast-size "$BROADCAST_SIZE")
     say "[$w] ws2api: $W_DESC: scripts/loadtest.sh ${args[*]}"
     set +e
     scripts/loadtest.sh "${args[@]}" 2> "$OUT/ws2api-$w.loadtest.log"
@@ -257,11 +279,13 @@ pushpin_run() { # workload
         echo "nproc $(nproc)"
         echo "cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
         echo "kernel $(uname -r)"
-        echo "connections $W_CONNS ramp $RAMP interval $W_INTERVAL duration $W_DURATION closed_loop $W_CLOSED pushes 0 workers 0 pushpin $PP_VERSION api_threads $API_THREADS"
+        echo "connections $W_CONNS ramp $RAMP interval $W_INTERVAL duration $W_DURATION closed_loop $W_CLOSED pushes 0 workers 0 pushpin $PP_VERSION api_threads $API_THREADS shards 1 broadcasts $W_BCAST groups $BGROUPS broadcast_size $BROADCAST_SIZE"
         echo "clk_tck $(getconf CLK_TCK)"
     } > "$D/run.txt"
 
-    "$BIN/ws2api-bench-api" --listen "127.0.0.1:$api" --threads "$API_THREADS" 2> "$D/api.log" &
+    local api_args=()
+    [ "$W_BCAST" = 1 ] && api_args+=(--groups "$BGROUPS")
+    "$BIN/ws2api-bench-api" --listen "127.0.0.1:$api" --threads "$API_THREADS" "${api_args[@]}" 2> "$D/api.log" &
     PP_API=$!
     for _ in $(seq 100); do port_busy "127.0.0.1:$api" && break; sleep 0.1; done
     port_busy "127.0.0.1:$api" || die "bench API does not listen on 127.0.0.1:$api (see $D/api.log)"
@@ -307,6 +331,8 @@ pushpin_run() { # workload
         --drain "$DRAIN" --pushes 0 --workers 0 --conns-per-source "$PER_SOURCE"
         --csv "$D/load.csv" --summary "$D/load.txt")
     [ "$W_CLOSED" = 1 ] && load_args+=(--closed-loop)
+    [ "$W_BCAST" = 1 ] && load_args+=(--broadcasts "$BROADCASTS" --groups "$BGROUPS"
+        --broadcast-size "$BROADCAST_SIZE" --publish pushpin)
     echo "command $BIN/ws2api-load ${load_args[*]}" >> "$D/run.txt"
     say "[$w] pushpin: $W_DESC: $BIN/ws2api-load ${load_args[*]}"
     # ws2api-load bounds itself (ramp + duration + drain, hard deadline 30 s later); the

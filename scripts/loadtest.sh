@@ -2,19 +2,27 @@
 # Load test of ws2api on one machine: bench API + gateway + ws2api-load, with the
 # gateway's RSS and CPU sampled every second, into results/<timestamp>-<name>/:
 #   load.csv      one row per second from ws2api-load (connections, msgs, latency)
-#   samples.csv   one row per second: gateway and bench-API RSS and CPU, machine CPU
+#   samples.csv   one row per second: gateway and bench-API RSS and CPU, machine CPU, and the
+#                 gateway's peak RSS within that second (VmHWM, reset every sample)
 #   load.txt      ws2api-load's own summary (key value)
-#   summary.txt   RSS per connection, CPU µs per message, msgs/s, latency, errors
+#   summary.txt   RSS per connection, CPU µs per message, msgs/s, latency, errors; with
+#                 --broadcasts also CPU µs per delivery, deliveries per gateway CPU-second,
+#                 POST → first / last delivery per broadcast, RSS before / during broadcasts
 #   plot.svg      connections, msgs/s, latency, RSS and CPU over time
 #
 # Usage: scripts/loadtest.sh [--smoke] [--name NAME] [--connections N] [--ramp N/s]
 #          [--interval 10s] [--duration 30s] [--drain 5s] [--closed-loop] [--pushes N/s]
+#          [--broadcasts P/s] [--groups K] [--broadcast-size 1KiB] [--broadcast-delay 3s]
 #          [--workers N] [--shards N] [--api-threads N] [--no-build]
 #          [--listen ADDR] [--control-listen ADDR] [--api-listen ADDR]
 # Every flag also reads LOAD_<FLAG> from the environment (LOAD_CONNECTIONS=19000 ...).
 # LOAD_GATEWAY_BIN=path runs another gateway binary with ws2api's flags in its place, e.g.
 # target/release/examples/floor_gateway (the epoll floor, see docs/BENCHMARKS.md).
 # --smoke: 300 connections, 1 msg/s each plus 50 pushes/s for 4 s; fails unless 0 errors.
+# --broadcasts P: the bench API joins client i to group g<i mod K> (--groups K) and
+# ws2api-load POSTs P broadcasts/s (over all groups) to /groups/<g> from the ramp's end
+# plus --broadcast-delay to the end of --duration; every member checks it got them all,
+# in order. Use --interval 0s for members that send nothing of their own.
 # Exit code: ws2api-load's (0 = no errors), 2 for a setup problem.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,6 +35,10 @@ DURATION=${LOAD_DURATION:-30s}
 DRAIN=${LOAD_DRAIN:-5s}
 CLOSED_LOOP=${LOAD_CLOSED_LOOP:-0}
 PUSHES=${LOAD_PUSHES:-0}
+BROADCASTS=${LOAD_BROADCASTS:-0}
+BGROUPS=${LOAD_GROUPS:-1}
+BROADCAST_SIZE=${LOAD_BROADCAST_SIZE:-1KiB}
+BROADCAST_DELAY=${LOAD_BROADCAST_DELAY:-3s}
 WORKERS=${LOAD_WORKERS:-0}
 SHARDS=${LOAD_SHARDS:-2}
 API_THREADS=${LOAD_API_THREADS:-1}
@@ -47,6 +59,10 @@ while [ $# -gt 0 ]; do
         --drain) DRAIN=$2; shift ;;
         --closed-loop) CLOSED_LOOP=1 ;;
         --pushes) PUSHES=$2; shift ;;
+        --broadcasts) BROADCASTS=$2; shift ;;
+        --groups) BGROUPS=$2; shift ;;
+        --broadcast-size) BROADCAST_SIZE=$2; shift ;;
+        --broadcast-delay) BROADCAST_DELAY=$2; shift ;;
         --workers) WORKERS=$2; shift ;;
         --shards) SHARDS=$2; shift ;;
         --api-threads) API_THREADS=$2; shift ;;
@@ -54,7 +70,7 @@ while [ $# -gt 0 ]; do
         --control-listen) CONTROL_LISTEN=$2; shift ;;
         --api-listen) API_LISTEN=$2; shift ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "loadtest.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -119,7 +135,7 @@ say "results in $OUT"
     echo "cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
     echo "kernel $(uname -r)"
     echo "gateway $GATEWAY_BIN"
-    echo "connections $CONNECTIONS ramp $RAMP interval $INTERVAL duration $DURATION closed_loop $CLOSED_LOOP pushes $PUSHES workers $WORKERS shards $SHARDS api_threads $API_THREADS"
+    echo "connections $CONNECTIONS ramp $RAMP interval $INTERVAL duration $DURATION closed_loop $CLOSED_LOOP pushes $PUSHES workers $WORKERS shards $SHARDS api_threads $API_THREADS broadcasts $BROADCASTS groups $BGROUPS broadcast_size $BROADCAST_SIZE"
 } > "$OUT/run.txt"
 
 # ---- start the servers; stop them (only those) on any exit ---------------------------
@@ -141,13 +157,17 @@ cleanup() {
     done
 }
 trap cleanup EXIT
+BROADCASTING=0
+[ "$BROADCASTS" != 0 ] && BROADCASTING=1
+API_ARGS=()
+[ "$BROADCASTING" = 1 ] && API_ARGS+=(--groups "$BGROUPS")
 
 wait_port() {
     for _ in $(seq 100); do port_busy "$1" && return 0; sleep 0.1; done
     die "nothing listens on $1 after 10 s (see $OUT/*.log)"
 }
 
-"$BIN/ws2api-bench-api" --listen "$API_LISTEN" --threads "$API_THREADS" 2> "$OUT/api.log" &
+"$BIN/ws2api-bench-api" --listen "$API_LISTEN" --threads "$API_THREADS" "${API_ARGS[@]}" 2> "$OUT/api.log" &
 API_PID=$!; PIDS+=("$API_PID")
 wait_port "$API_LISTEN"
 "$GATEWAY_BIN" --api-url "http://$API_LISTEN/" --listen "$LISTEN" --control-listen "$CONTROL_LISTEN" \
@@ -156,7 +176,9 @@ GW_PID=$!; PIDS+=("$GW_PID")
 wait_port "$LISTEN"
 wait_port "$CONTROL_LISTEN"
 
-# ---- sampler: gateway and API RSS (VmRSS, KiB) and CPU (utime+stime, ticks), machine busy ticks
+# ---- sampler: gateway and API RSS (VmRSS, KiB) and CPU (utime+stime, ticks), machine busy ticks,
+# and the gateway's peak RSS since the previous sample (VmHWM, reset by writing 5 to
+# clear_refs: it resets only the high-water mark, it does not touch the page tables' bits)
 TICKS=$(getconf CLK_TCK)
 echo "clk_tck $TICKS" >> "$OUT/run.txt"
 sample_proc() { # pid -> "rss_kib cpu_ticks"
@@ -168,13 +190,16 @@ sample_proc() { # pid -> "rss_kib cpu_ticks"
     echo "$rss $(( f[11] + f[12] ))"
 }
 (
-    echo "unix_ms,gw_rss_kib,gw_cpu_ticks,api_rss_kib,api_cpu_ticks,machine_busy_ticks,machine_total_ticks"
+    echo "unix_ms,gw_rss_kib,gw_cpu_ticks,api_rss_kib,api_cpu_ticks,machine_busy_ticks,machine_total_ticks,gw_hwm_kib"
     while kill -0 "$GW_PID" 2>/dev/null; do
         now=${EPOCHREALTIME/./}; now=$((now / 1000))
         read -r g_rss g_cpu <<< "$(sample_proc "$GW_PID")"
         read -r a_rss a_cpu <<< "$(sample_proc "$API_PID")"
         read -r _ u n s idle iow irq sirq steal _ < /proc/stat
-        echo "$now,$g_rss,$g_cpu,$a_rss,$a_cpu,$((u + n + s + irq + sirq + steal)),$((u + n + s + idle + iow + irq + sirq + steal))"
+        g_hwm=0
+        while read -r k v _; do [ "$k" = VmHWM: ] && g_hwm=$v; done < "/proc/$GW_PID/status" 2>/dev/null || true
+        echo 5 > "/proc/$GW_PID/clear_refs" 2>/dev/null || true
+        echo "$now,$g_rss,$g_cpu,$a_rss,$a_cpu,$((u + n + s + irq + sirq + steal)),$((u + n + s + idle + iow + irq + sirq + steal)),$g_hwm"
         sleep 1
     done
 ) > "$OUT/samples.csv" &
@@ -186,6 +211,8 @@ LOAD_ARGS=(--url "ws://$LISTEN/" --control "http://$CONTROL_LISTEN/" --connectio
     --ramp "$RAMP" --interval "$INTERVAL" --duration "$DURATION" --drain "$DRAIN" --pushes "$PUSHES"
     --workers "$WORKERS" --conns-per-source "$PER_SOURCE" --csv "$OUT/load.csv" --summary "$OUT/load.txt")
 [ "$CLOSED_LOOP" = 1 ] && LOAD_ARGS+=(--closed-loop)
+[ "$BROADCASTING" = 1 ] && LOAD_ARGS+=(--broadcasts "$BROADCASTS" --groups "$BGROUPS"
+    --broadcast-size "$BROADCAST_SIZE" --broadcast-delay "$BROADCAST_DELAY")
 echo "command $BIN/ws2api-load ${LOAD_ARGS[*]}" >> "$OUT/run.txt"
 say "$BIN/ws2api-load ${LOAD_ARGS[*]}"
 set +e

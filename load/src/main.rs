@@ -1,8 +1,11 @@
 //! `ws2api-load`: a load generator for ws2api. Opens N WebSocket connections ramped at R per
 //! second from many 127.0.0.x source addresses, spread over worker processes (this binary
 //! re-executed with `--worker K`), sends OCPP-style messages open or closed loop, checks
-//! every echo, optionally pushes through the control listener, and prints one CSV row per
-//! second (merged over workers) and a summary. Exit code 1 if any error was seen.
+//! every echo, optionally pushes through the control listener, optionally broadcasts to
+//! groups (`--broadcasts`: worker 0 POSTs, every client checks it got each broadcast of
+//! its group in order, the parent merges every worker's first and last arrival per
+//! broadcast), and prints one CSV row per second (merged over workers) and a summary.
+//! Exit code 1 if any error was seen.
 //!
 //! Layout: this file (flags, the plan, the parent that starts and folds workers),
 //! `worker.rs` (one glommio executor driving its connections), `frame.rs` (client
@@ -82,6 +85,31 @@ struct Cli {
     /// ClientId prefix; connection k is `<prefix><k>`.
     #[arg(long, default_value = "load-")]
     id_prefix: String,
+    /// Broadcasts per second over all groups (0: none), open loop from the end of the ramp
+    /// plus --broadcast-delay to the end of --duration. Worker 0 POSTs them one after
+    /// another on one keep-alive connection (the next after the previous one's answer);
+    /// broadcast n goes to group n mod --groups, and every member must get every
+    /// broadcast of its group, in order.
+    #[arg(long, default_value_t = 0.0)]
+    broadcasts: f64,
+    /// Groups the clients are in: client k is in `<group-prefix><k mod K>` (what
+    /// `ws2api-bench-api --groups K` makes them join).
+    #[arg(long, default_value_t = 1)]
+    groups: u64,
+    /// Group names are this prefix and the group number.
+    #[arg(long, default_value = "g")]
+    group_prefix: String,
+    /// Payload of each broadcast (`1KiB`, `512`): `B <n> <µs> ` padded with `x`.
+    #[arg(long, default_value = "1KiB", value_parser = parse_size)]
+    broadcast_size: usize,
+    /// After the ramp, how long before the first broadcast (joins and subscriptions
+    /// settle; the gateway's RSS before broadcasts is taken in this window).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    broadcast_delay: Duration,
+    /// Where broadcasts go: `ws2api` (`POST <control>groups/<group>`, answer `{"queued":N,…}`)
+    /// or `pushpin` (`POST <control>publish/` with a JSON `items` list, `ws-message` format).
+    #[arg(long, default_value = "ws2api", value_parser = ["ws2api", "pushpin"])]
+    publish: String,
     /// Bound on connect + upgrade of one connection.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     connect_timeout: Duration,
@@ -120,6 +148,14 @@ pub struct Plan {
     pub source_base: Ipv4Addr,
     pub id_prefix: String,
     pub connect_timeout: Duration,
+    /// Broadcasts per second (0: none); see the flag.
+    pub broadcasts: f64,
+    pub groups: u64,
+    pub group_prefix: String,
+    pub broadcast_size: usize,
+    pub broadcast_delay: Duration,
+    /// Publish through Pushpin's `/publish/` instead of ws2api's `/groups/<g>`.
+    pub publish_pushpin: bool,
 }
 
 impl Plan {
@@ -132,6 +168,49 @@ impl Plan {
     pub fn source_addr(&self, g: usize) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.source_base) + (g / self.conns_per_source) as u32)
     }
+    /// When broadcast n is due, after t0 (the first at the ramp's end plus the delay).
+    pub fn broadcast_at(&self, n: u64) -> Duration {
+        self.ramp_time()
+            + self.broadcast_delay
+            + Duration::from_secs_f64(n as f64 / self.broadcasts)
+    }
+    /// Broadcasts in the run: those due before the end of --duration. Every process
+    /// computes the same number, so each client knows how many its group gets.
+    pub fn broadcasts_total(&self) -> u64 {
+        if self.broadcasts <= 0.0 {
+            return 0;
+        }
+        let span = self.duration.saturating_sub(self.broadcast_delay);
+        (span.as_secs_f64() * self.broadcasts).ceil() as u64
+    }
+    /// The group of client g, and of broadcast n.
+    pub fn group_of(&self, g: u64) -> u64 {
+        g % self.groups
+    }
+    pub fn group_name(&self, k: u64) -> String {
+        format!("{}{k}", self.group_prefix)
+    }
+    /// Broadcasts of group k: the n < total with n mod K = k.
+    pub fn broadcasts_of_group(&self, k: u64) -> u64 {
+        self.broadcasts_total()
+            .saturating_sub(k)
+            .div_ceil(self.groups)
+    }
+}
+
+/// `1KiB`, `4KiB`, `1MiB`, `512` (bytes).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().map_err(|_| format!("{s:?}: not a size"))?;
+    let mult = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (B, KiB, MiB)")),
+    };
+    Ok(n * mult)
 }
 
 /// `500ms`, `10s`, `2m`, `1h`, `0s`; a bare number is refused.
@@ -209,6 +288,26 @@ fn plan_of(cli: &Cli) -> Result<Plan, String> {
     if !cli.closed_loop && !cli.interval.is_zero() && cli.interval < Duration::from_millis(1) {
         return Err("--interval: at least 1ms (or 0s for idle)".into());
     }
+    if !(cli.broadcasts >= 0.0 && cli.broadcasts <= 100_000.0) {
+        return Err("--broadcasts: 0..=100000 per second".into());
+    }
+    if cli.groups == 0 || cli.groups > cli.connections as u64 {
+        return Err("--groups: 1..=--connections".into());
+    }
+    if cli.broadcast_size < 64 || cli.broadcast_size > 60 * 1024 {
+        return Err("--broadcast-size: 64 B..=60 KiB".into());
+    }
+    if cli.broadcasts > 0.0 && cli.broadcast_delay >= cli.duration {
+        return Err("--broadcast-delay: must be shorter than --duration".into());
+    }
+    if cli.group_prefix.is_empty()
+        || !cli
+            .group_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b))
+    {
+        return Err("--group-prefix: 1 or more of A-Z a-z 0-9 . _ ~ -".into());
+    }
     Ok(Plan {
         target,
         host,
@@ -228,6 +327,12 @@ fn plan_of(cli: &Cli) -> Result<Plan, String> {
         source_base: cli.source_base,
         id_prefix: format!("{path}{}", cli.id_prefix),
         connect_timeout: cli.connect_timeout,
+        broadcasts: cli.broadcasts,
+        groups: cli.groups,
+        group_prefix: cli.group_prefix.clone(),
+        broadcast_size: cli.broadcast_size,
+        broadcast_delay: cli.broadcast_delay,
+        publish_pushpin: cli.publish == "pushpin",
     })
 }
 
@@ -290,6 +395,109 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     parent(&cli, &plan)
+}
+
+/// One broadcast as worker 0 posted it (its `P` line).
+struct Post {
+    sent_us: u64,
+    status: u64,
+    queued: u64,
+    full: u64,
+}
+
+/// The broadcast lines of the summary: per broadcast the time from the POST to its
+/// first and to its last delivery over all workers (p50/p99/max over broadcasts), the
+/// per-delivery latency, deliveries against what the plan and the gateway expected, and
+/// the load seconds before and during broadcasts (for the gateway's CPU and RSS there).
+fn broadcast_summary(
+    plan: &Plan,
+    rows: &[Second],
+    arrivals: &BTreeMap<u64, (u64, u64, u64)>,
+    posts: &BTreeMap<u64, Post>,
+    delivery_hist: &Histogram<u64>,
+) -> Vec<(String, String)> {
+    let mut first_hist = new_histogram();
+    let mut last_hist = new_histogram();
+    let mut complete = 0u64;
+    for (n, p) in posts {
+        if p.status != 200 {
+            continue;
+        }
+        if let Some(&(count, first, last)) = arrivals.get(n) {
+            let _ = first_hist.record(first.saturating_sub(p.sent_us).max(1));
+            let _ = last_hist.record(last.saturating_sub(p.sent_us).max(1));
+            let members = members_of(plan, plan.group_of(*n));
+            if count >= members {
+                complete += 1;
+            }
+        }
+    }
+    let total = plan.broadcasts_total();
+    let expected: u64 = (0..plan.groups.min(total))
+        .map(|k| members_of(plan, k) * plan.broadcasts_of_group(k))
+        .sum();
+    let delivered: u64 = arrivals.values().map(|a| a.0).sum();
+    let ok = posts.values().filter(|p| p.status == 200).count();
+    // Whole load seconds (second s covers [s-1, s) after t0) inside each window.
+    let start = plan.ramp_time() + plan.broadcast_delay;
+    let end = plan.ramp_time() + plan.duration;
+    let pre = (
+        plan.ramp_time().as_secs_f64().ceil() as u64 + 1,
+        start.as_secs_f64() as u64,
+    );
+    let during = (
+        start.as_secs_f64().ceil() as u64 + 1,
+        end.as_secs_f64() as u64,
+    );
+    let in_window = rows
+        .iter()
+        .filter(|r| r.second >= during.0 && r.second <= during.1);
+    let (secs, window_deliveries) =
+        in_window.fold((0u64, 0u64), |(s, d), r| (s + 1, d + r.deliveries));
+    let q = |h: &Histogram<u64>, v: f64| format!("{:.3}", ms(h, v));
+    let max = |h: &Histogram<u64>| format!("{:.3}", h.max() as f64 / 1000.0);
+    vec![
+        ("broadcasts_per_s".into(), format!("{}", plan.broadcasts)),
+        ("broadcast_groups".into(), plan.groups.to_string()),
+        ("broadcast_size".into(), plan.broadcast_size.to_string()),
+        ("broadcasts_planned".into(), total.to_string()),
+        ("broadcasts_ok".into(), ok.to_string()),
+        ("broadcasts_complete".into(), complete.to_string()),
+        (
+            "broadcast_queued".into(),
+            posts.values().map(|p| p.queued).sum::<u64>().to_string(),
+        ),
+        (
+            "broadcast_full".into(),
+            posts.values().map(|p| p.full).sum::<u64>().to_string(),
+        ),
+        ("deliveries".into(), delivered.to_string()),
+        ("deliveries_expected".into(), expected.to_string()),
+        (
+            "deliveries_per_s".into(),
+            format!("{:.0}", window_deliveries as f64 / secs.max(1) as f64),
+        ),
+        ("bcast_first_p50_ms".into(), q(&first_hist, 0.5)),
+        ("bcast_first_p99_ms".into(), q(&first_hist, 0.99)),
+        ("bcast_first_max_ms".into(), max(&first_hist)),
+        ("bcast_last_p50_ms".into(), q(&last_hist, 0.5)),
+        ("bcast_last_p99_ms".into(), q(&last_hist, 0.99)),
+        ("bcast_last_max_ms".into(), max(&last_hist)),
+        ("delivery_p50_ms".into(), q(delivery_hist, 0.5)),
+        ("delivery_p99_ms".into(), q(delivery_hist, 0.99)),
+        ("delivery_max_ms".into(), max(delivery_hist)),
+        ("pre_broadcast_first_second".into(), pre.0.to_string()),
+        ("pre_broadcast_last_second".into(), pre.1.to_string()),
+        ("broadcast_first_second".into(), during.0.to_string()),
+        ("broadcast_last_second".into(), during.1.to_string()),
+    ]
+}
+
+/// Clients of group k in the plan: the g < connections with g mod K = k.
+fn members_of(plan: &Plan, k: u64) -> u64 {
+    (plan.connections as u64)
+        .saturating_sub(k)
+        .div_ceil(plan.groups)
 }
 
 /// What the parent hears from a worker's stdout reader thread.
@@ -398,6 +606,11 @@ fn parent(cli: &Cli, plan: &Plan) -> ExitCode {
     let mut error_kinds: BTreeMap<String, u64> = BTreeMap::new();
     let mut push_hist: Histogram<u64> = new_histogram();
     let mut pushes_received = 0u64;
+    // Broadcast n → (deliveries, first arrival, last arrival) over all workers, and how
+    // worker 0 posted it; per-delivery latency over all workers.
+    let mut arrivals: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new();
+    let mut posts: BTreeMap<u64, Post> = BTreeMap::new();
+    let mut delivery_hist: Histogram<u64> = new_histogram();
     let mut worker_failures = 0u64;
     let mut timed_out = false;
     let mut rows: Vec<Second> = Vec::new();
@@ -433,14 +646,40 @@ fn parent(cli: &Cli, plan: &Plan) -> ExitCode {
                         }
                         Err(e) => eprintln!("ws2api-load: worker {k}: {e}"),
                     }
+                } else if let Some(rest) = line.strip_prefix("B ") {
+                    let f: Vec<u64> = rest.split(' ').filter_map(|v| v.parse().ok()).collect();
+                    if let [n, count, first, last] = f[..] {
+                        let e = arrivals.entry(n).or_insert((0, u64::MAX, 0));
+                        e.0 += count;
+                        e.1 = e.1.min(first);
+                        e.2 = e.2.max(last);
+                    }
+                } else if let Some(rest) = line.strip_prefix("P ") {
+                    let f: Vec<u64> = rest.split(' ').filter_map(|v| v.parse().ok()).collect();
+                    if let [n, sent_us, status, queued, full] = f[..] {
+                        posts.insert(
+                            n,
+                            Post {
+                                sent_us,
+                                status,
+                                queued,
+                                full,
+                            },
+                        );
+                    }
                 } else if let Some(rest) = line.strip_prefix("E ") {
                     for field in rest.split(' ') {
                         let Some((name, value)) = field.split_once('=') else {
                             continue;
                         };
-                        if name == "push_hist" {
-                            if let Ok(s) = Second::parse(&format!("0 0 0 0 0 0 {value}")) {
-                                let _ = push_hist.add(&s.rtt_us);
+                        if name == "push_hist" || name == "delivery_hist" {
+                            if let Ok(s) = Second::parse(&format!("0 0 0 0 0 0 0 0 {value}")) {
+                                let h = if name == "push_hist" {
+                                    &mut push_hist
+                                } else {
+                                    &mut delivery_hist
+                                };
+                                let _ = h.add(&s.rtt_us);
                             }
                         } else if let Ok(v) = value.parse::<u64>() {
                             if name == "pushes_received" {
@@ -570,6 +809,15 @@ fn parent(cli: &Cli, plan: &Plan) -> ExitCode {
         ("push_p99_ms".into(), format!("{:.3}", ms(&push_hist, 0.99))),
         ("errors".into(), errors.to_string()),
     ];
+    if plan.broadcasts > 0.0 {
+        summary.extend(broadcast_summary(
+            plan,
+            &rows,
+            &arrivals,
+            &posts,
+            &delivery_hist,
+        ));
+    }
     for (name, v) in &error_kinds {
         summary.push((format!("errors_{name}"), v.to_string()));
     }
@@ -578,7 +826,7 @@ fn parent(cli: &Cli, plan: &Plan) -> ExitCode {
     }
     eprintln!("ws2api-load: summary");
     for (k, v) in &summary {
-        eprintln!("  {k:<20} {v}");
+        eprintln!("  {k:<26} {v}");
     }
     if let Some(path) = &cli.summary {
         let text: String = summary.iter().map(|(k, v)| format!("{k} {v}\n")).collect();

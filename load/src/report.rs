@@ -2,8 +2,12 @@
 //! parent folds the lines of all workers into one CSV row (counters by `+`, histograms
 //! by `add`).
 //!
-//! `S <second> <connections> <sent> <received> <pushes> <errors> <value>:<count>,...`
+//! `S <second> <connections> <sent> <received> <pushes> <errors> <broadcasts> <deliveries> <value>:<count>,...`
 //! `E <name>=<count> ...` (the worker's error totals by kind, sent once at its end)
+//! `B <n> <count> <first_us> <last_us>` (broadcast n: deliveries to this worker's clients,
+//! first and last arrival in µs after t0; once per broadcast at the worker's end)
+//! `P <n> <sent_us> <status> <queued> <full>` (broadcast n as the broadcasting worker
+//! POSTed it: send time, answer status, the gateway's `queued` and `full` counts)
 
 use hdrhistogram::Histogram;
 
@@ -23,6 +27,10 @@ pub struct Second {
     /// Pushes that the control listener accepted (`200`) in this second.
     pub pushes: u64,
     pub errors: u64,
+    /// Broadcasts that the control listener (or Pushpin's publish) accepted in this second.
+    pub broadcasts: u64,
+    /// Broadcast frames that reached a client in this second (one per member).
+    pub deliveries: u64,
     pub rtt_us: Histogram<u64>,
 }
 
@@ -35,14 +43,23 @@ impl Second {
             received: 0,
             pushes: 0,
             errors: 0,
+            broadcasts: 0,
+            deliveries: 0,
             rtt_us: new_histogram(),
         }
     }
 
     pub fn to_line(&self) -> String {
         let mut line = format!(
-            "S {} {} {} {} {} {} ",
-            self.second, self.connections, self.sent, self.received, self.pushes, self.errors
+            "S {} {} {} {} {} {} {} {} ",
+            self.second,
+            self.connections,
+            self.sent,
+            self.received,
+            self.pushes,
+            self.errors,
+            self.broadcasts,
+            self.deliveries
         );
         let mut first = true;
         for v in self.rtt_us.iter_recorded() {
@@ -61,7 +78,7 @@ impl Second {
     /// Parses the fields after `S `.
     pub fn parse(rest: &str) -> Result<Second, String> {
         let f: Vec<&str> = rest.split(' ').collect();
-        if f.len() != 7 {
+        if f.len() != 9 {
             return Err(format!("bad report line: {rest}"));
         }
         let n = |i: usize| {
@@ -74,8 +91,10 @@ impl Second {
         s.received = n(3)?;
         s.pushes = n(4)?;
         s.errors = n(5)?;
-        if f[6] != "-" {
-            for pair in f[6].split(',') {
+        s.broadcasts = n(6)?;
+        s.deliveries = n(7)?;
+        if f[8] != "-" {
+            for pair in f[8].split(',') {
                 let (v, c) = pair.split_once(':').ok_or("bad histogram pair")?;
                 let v: u64 = v.parse().map_err(|_| "bad histogram value")?;
                 let c: u64 = c.parse().map_err(|_| "bad histogram count")?;
@@ -92,6 +111,8 @@ impl Second {
         self.received += other.received;
         self.pushes += other.pushes;
         self.errors += other.errors;
+        self.broadcasts += other.broadcasts;
+        self.deliveries += other.deliveries;
         let _ = self.rtt_us.add(&other.rtt_us);
     }
 }
@@ -106,11 +127,11 @@ pub fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 }
 
 pub const CSV_HEADER: &str =
-    "seconds,connections,sent,received,pushes,errors,p50_ms,p99_ms,p999_ms";
+    "seconds,connections,sent,received,pushes,errors,p50_ms,p99_ms,p999_ms,broadcasts,deliveries";
 
 pub fn csv_row(s: &Second) -> String {
     format!(
-        "{},{},{},{},{},{},{:.3},{:.3},{:.3}",
+        "{},{},{},{},{},{},{:.3},{:.3},{:.3},{},{}",
         s.second,
         s.connections,
         s.sent,
@@ -119,7 +140,9 @@ pub fn csv_row(s: &Second) -> String {
         s.errors,
         ms(&s.rtt_us, 0.5),
         ms(&s.rtt_us, 0.99),
-        ms(&s.rtt_us, 0.999)
+        ms(&s.rtt_us, 0.999),
+        s.broadcasts,
+        s.deliveries
     )
 }
 
@@ -132,17 +155,24 @@ mod tests {
         let mut s = Second::empty(3);
         s.connections = 10;
         s.sent = 5;
+        s.deliveries = 7;
         s.rtt_us.record(250).unwrap();
         s.rtt_us.record(250).unwrap();
         s.rtt_us.record(9000).unwrap();
         let line = s.to_line();
         let back = Second::parse(line.strip_prefix("S ").unwrap()).unwrap();
-        assert_eq!((back.second, back.connections, back.sent), (3, 10, 5));
+        assert_eq!(
+            (back.second, back.connections, back.sent, back.deliveries),
+            (3, 10, 5, 7)
+        );
         assert_eq!(back.rtt_us.len(), 3);
         let mut sum = Second::empty(3);
         sum.add(&back);
         sum.add(&back);
         assert_eq!((sum.connections, sum.rtt_us.len()), (20, 6));
-        assert!(Second::parse("1 0 0 0 0 0 -").unwrap().rtt_us.is_empty());
+        assert!(Second::parse("1 0 0 0 0 0 0 0 -")
+            .unwrap()
+            .rtt_us
+            .is_empty());
     }
 }

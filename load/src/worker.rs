@@ -1,6 +1,7 @@
 //! One worker process: a glommio executor that ramps up its slice of the connections,
-//! drives each one (open or closed loop), pushes through the control listener, and
-//! prints one report line per second on stdout for the parent to fold.
+//! drives each one (open or closed loop), pushes through the control listener, checks
+//! the broadcasts its clients get (worker 0 also posts them), and prints one report line
+//! per second on stdout for the parent to fold.
 
 use std::cell::{Cell, RefCell};
 use std::io::Write;
@@ -30,8 +31,19 @@ enum Err {
     Timeout,
     PushFailed,
     PushMissing,
+    /// A broadcast POST that failed or was not answered `200`, or never sent.
+    BcastFailed,
+    /// A member got broadcast n + 2K before n + K: one per skipped broadcast.
+    BcastGap,
+    /// A member got a broadcast older than one it already had (reorder or duplicate).
+    BcastOrder,
+    /// A member still waited for broadcasts at the end of the drain: one per broadcast.
+    BcastMissing,
+    /// A broadcast frame with the wrong size, content or group.
+    BcastBad,
 }
-const ERR_NAMES: [&str; 7] = [
+const KINDS: usize = 12;
+const ERR_NAMES: [&str; KINDS] = [
     "connect",
     "handshake",
     "bad_answer",
@@ -39,6 +51,11 @@ const ERR_NAMES: [&str; 7] = [
     "timeout",
     "push_failed",
     "push_missing",
+    "bcast_failed",
+    "bcast_gap",
+    "bcast_order",
+    "bcast_missing",
+    "bcast_bad",
 ];
 
 /// Largest server frame accepted; answers are tiny.
@@ -56,9 +73,18 @@ struct State {
     received: Cell<u64>,
     pushes_ok: Cell<u64>,
     pushes_received: Cell<u64>,
-    errors: [Cell<u64>; 7],
+    errors: [Cell<u64>; KINDS],
     rtt: RefCell<Histogram<u64>>,
     push_rtt: RefCell<Histogram<u64>>,
+    /// Broadcasts accepted by the control listener (worker 0 only) and frames received.
+    broadcasts_ok: Cell<u64>,
+    deliveries: Cell<u64>,
+    /// Broadcast n → (deliveries to this worker's clients, first and last arrival, µs).
+    arrivals: RefCell<Vec<(u64, u64, u64)>>,
+    /// POST time → first byte of the frame at the client, per delivery.
+    delivery_rtt: RefCell<Histogram<u64>>,
+    /// Worker 0: each broadcast as posted (n, sent µs, status, queued, full).
+    posts: RefCell<Vec<[u64; 5]>>,
     /// Local connection slot → connected now (for pushes).
     connected: RefCell<Vec<bool>>,
     live_tasks: Cell<u64>,
@@ -132,6 +158,11 @@ async fn main(plan: Plan, index: usize, t0: Instant) -> i32 {
         errors: Default::default(),
         rtt: RefCell::new(new_histogram()),
         push_rtt: RefCell::new(new_histogram()),
+        broadcasts_ok: Cell::new(0),
+        deliveries: Cell::new(0),
+        arrivals: RefCell::new(vec![(0, u64::MAX, 0); plan.broadcasts_total() as usize]),
+        delivery_rtt: RefCell::new(new_histogram()),
+        posts: RefCell::new(Vec::new()),
         connected: RefCell::new(vec![false; mine.len()]),
         live_tasks: Cell::new(0),
         pushers_live: Cell::new(0),
@@ -157,6 +188,16 @@ async fn main(plan: Plan, index: usize, t0: Instant) -> i32 {
             })
             .detach();
         }
+    }
+
+    if plan.broadcasts > 0.0 && index == 0 {
+        state.pushers_live.set(state.pushers_live.get() + 1);
+        let st = state.clone();
+        glommio::spawn_local(async move {
+            broadcaster(&st, drain_end).await;
+            st.pushers_live.set(st.pushers_live.get() - 1);
+        })
+        .detach();
     }
 
     // Ramp: global connection g starts at t0 + g / rate.
@@ -226,6 +267,8 @@ struct Reported {
     received: u64,
     pushes: u64,
     errors: u64,
+    broadcasts: u64,
+    deliveries: u64,
 }
 
 thread_local! {
@@ -242,12 +285,16 @@ fn emit(state: &State, second: u64) {
         s.received = state.received.get() - r.received;
         s.pushes = state.pushes_ok.get() - r.pushes;
         s.errors = state.errors() - r.errors;
+        s.broadcasts = state.broadcasts_ok.get() - r.broadcasts;
+        s.deliveries = state.deliveries.get() - r.deliveries;
         s.rtt_us = std::mem::replace(&mut *state.rtt.borrow_mut(), new_histogram());
         *r = Reported {
             sent: state.sent.get(),
             received: state.received.get(),
             pushes: state.pushes_ok.get(),
             errors: state.errors(),
+            broadcasts: state.broadcasts_ok.get(),
+            deliveries: state.deliveries.get(),
         };
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", s.to_line());
@@ -270,25 +317,44 @@ async fn reporter(state: Rc<State>) {
     }
 }
 
-/// The last (partial) second and the error totals.
+/// `value:count,...` of a histogram, `-` if empty (the format of the `S` line).
+fn pairs(h: &Histogram<u64>) -> String {
+    let pairs: Vec<String> = h
+        .iter_recorded()
+        .map(|v| format!("{}:{}", v.value_iterated_to(), v.count_at_value()))
+        .collect();
+    if pairs.is_empty() {
+        "-".into()
+    } else {
+        pairs.join(",")
+    }
+}
+
+/// The last (partial) second, the broadcasts' arrivals and posts, and the error totals.
 fn finish(state: &State) {
     let s = NEXT_SECOND.with(|n| n.replace(n.get() + 1));
     emit(state, s);
+    {
+        let mut out = std::io::stdout().lock();
+        for (n, &(count, first, last)) in state.arrivals.borrow().iter().enumerate() {
+            if count > 0 {
+                let _ = writeln!(out, "B {n} {count} {first} {last}");
+            }
+        }
+        for [n, sent, status, queued, full] in state.posts.borrow().iter() {
+            let _ = writeln!(out, "P {n} {sent} {status} {queued} {full}");
+        }
+    }
     let mut line = String::from("E");
     for (name, c) in ERR_NAMES.iter().zip(&state.errors) {
         line.push_str(&format!(" {name}={}", c.get()));
     }
     line.push_str(&format!(
-        " pushes_received={} push_hist=",
-        state.pushes_received.get()
+        " pushes_received={} push_hist={} delivery_hist={}",
+        state.pushes_received.get(),
+        pairs(&state.push_rtt.borrow()),
+        pairs(&state.delivery_rtt.borrow())
     ));
-    let h = state.push_rtt.borrow();
-    let pairs: Vec<String> = h
-        .iter_recorded()
-        .map(|v| format!("{}:{}", v.value_iterated_to(), v.count_at_value()))
-        .collect();
-    line.push_str(if pairs.is_empty() { "-" } else { "" });
-    line.push_str(&pairs.join(","));
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
@@ -381,6 +447,25 @@ fn check_answer(payload: &[u8], scratch: &mut Vec<u8>) -> Option<(u64, u64)> {
     (scratch.as_slice() == inner).then_some((seq, ts))
 }
 
+/// The payload of broadcast `n` sent at `ts` µs after t0: `B <n> <ts> ` padded with `x`
+/// to `size` bytes.
+fn broadcast_payload(out: &mut Vec<u8>, n: u64, ts: u64, size: usize) {
+    let _ = write!(out, "B {n} {ts} ");
+    out.resize(size, b'x');
+}
+
+/// Checks a broadcast of `size` bytes byte for byte; returns (n, ts).
+fn check_broadcast(payload: &[u8], size: usize) -> Option<(u64, u64)> {
+    if payload.len() != size {
+        return None;
+    }
+    let mut fields = payload.strip_prefix(b"B ")?.splitn(3, |&b| b == b' ');
+    let mut number = || -> Option<u64> { std::str::from_utf8(fields.next()?).ok()?.parse().ok() };
+    let (n, ts) = (number()?, number()?);
+    let pad = fields.next()?;
+    pad.iter().all(|&b| b == b'x').then_some((n, ts))
+}
+
 /// Checks a push `[5,"p<n>","push","<slot> <ts>"]`; returns (slot, ts).
 fn check_push(payload: &[u8]) -> Option<(usize, u64)> {
     let s = std::str::from_utf8(payload).ok()?;
@@ -399,7 +484,7 @@ enum Ev {
 /// every one is in or `drain_end`, then a clean close.
 async fn connection(state: &State, slot: usize, g: usize, stop: Instant, drain_end: Instant) {
     let plan = &state.plan;
-    let mut buf = [0u8; 2048];
+    let mut buf = vec![0u8; 2048.max(2 * (plan.broadcast_size + 16))];
     let hs = or(async { Some(handshake(plan, g, &mut buf).await) }, async {
         sleep(plan.connect_timeout).await;
         None
@@ -434,6 +519,10 @@ async fn connection(state: &State, slot: usize, g: usize, stop: Instant, drain_e
         Instant::now() + interval.mul_f64(spread as f64 / 1000.0)
     };
     let mut failed = false;
+    // Broadcasts: this client's group gets n = group, group + K, …; the next one due.
+    let (groups, total) = (plan.groups, plan.broadcasts_total());
+    let group = plan.group_of(g as u64);
+    let mut next_b = group;
 
     'run: loop {
         let now = Instant::now();
@@ -462,10 +551,20 @@ async fn connection(state: &State, slot: usize, g: usize, stop: Instant, drain_e
             continue;
         }
         let outstanding = next_seq - expected;
-        if now >= stop && outstanding == 0 && state.close_now.get() {
+        let broadcasts_done = next_b >= total;
+        if now >= stop && outstanding == 0 && broadcasts_done && state.close_now.get() {
             break 'run;
         }
         if now >= drain_end {
+            for _ in 0..total.saturating_sub(next_b).div_ceil(groups) {
+                state.error(
+                    Err::BcastMissing,
+                    &format!(
+                        "{}: broadcast #{next_b} and later never came",
+                        plan.client_id(g)
+                    ),
+                );
+            }
             if outstanding > 0 {
                 for _ in 0..outstanding {
                     state.error(
@@ -533,6 +632,53 @@ async fn connection(state: &State, slot: usize, g: usize, stop: Instant, drain_e
                 break 'run;
             }
             match opcode {
+                OP_TEXT if payload.starts_with(b"B ") => {
+                    match check_broadcast(payload, plan.broadcast_size) {
+                        Some((n, ts)) if n < total && n % groups == group => {
+                            let at = state.micros();
+                            State::bump(&state.deliveries);
+                            let _ = state
+                                .delivery_rtt
+                                .borrow_mut()
+                                .record(at.saturating_sub(ts).max(1));
+                            let a = &mut state.arrivals.borrow_mut()[n as usize];
+                            *a = (a.0 + 1, a.1.min(at), a.2.max(at));
+                            if n < next_b {
+                                state.error(
+                                    Err::BcastOrder,
+                                    &format!(
+                                        "{}: broadcast #{n} after #{}",
+                                        plan.client_id(g),
+                                        next_b - groups
+                                    ),
+                                );
+                            } else {
+                                for missing in (next_b..n).step_by(groups as usize) {
+                                    state.error(
+                                        Err::BcastGap,
+                                        &format!(
+                                            "{}: no broadcast #{missing}, got #{n}",
+                                            plan.client_id(g)
+                                        ),
+                                    );
+                                }
+                                next_b = n + groups;
+                            }
+                        }
+                        _ => {
+                            let head = &payload[..payload.len().min(48)];
+                            state.error(
+                                Err::BcastBad,
+                                &format!(
+                                    "{}: bad broadcast of {} bytes {:?}…",
+                                    plan.client_id(g),
+                                    payload.len(),
+                                    String::from_utf8_lossy(head)
+                                ),
+                            );
+                        }
+                    }
+                }
                 OP_TEXT | OP_BINARY if payload.starts_with(b"[5,") => match check_push(payload) {
                     Some((s, ts)) if s == slot => {
                         State::bump(&state.pushes_received);
@@ -711,47 +857,9 @@ async fn pusher(
         if let Err(e) = stream.write_all(&req).await {
             return state.error(Err::PushFailed, &format!("control write: {e}"));
         }
-        // The answer: head, then Content-Length bytes.
-        let mut len = 0;
-        let status = loop {
-            let r = or(async { Some(stream.read(&mut buf[len..]).await) }, async {
-                sleep(Duration::from_secs(10)).await;
-                None
-            })
-            .await;
-            match r {
-                Some(Ok(0)) | None => {
-                    return state.error(Err::PushFailed, &"control closed or timed out")
-                }
-                Some(Err(e)) => return state.error(Err::PushFailed, &format!("control read: {e}")),
-                Some(Ok(k)) => len += k,
-            }
-            let mut headers = [httparse::EMPTY_HEADER; 16];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&buf[..len]) {
-                Ok(httparse::Status::Complete(head)) => {
-                    let cl = resp
-                        .headers
-                        .iter()
-                        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                        .and_then(|h| {
-                            std::str::from_utf8(h.value)
-                                .ok()?
-                                .trim()
-                                .parse::<usize>()
-                                .ok()
-                        })
-                        .unwrap_or(0);
-                    if len >= head + cl {
-                        break resp.code.unwrap_or(0);
-                    }
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(e) => return state.error(Err::PushFailed, &format!("control answer: {e}")),
-            }
-            if len == buf.len() {
-                return state.error(Err::PushFailed, &"control answer too long");
-            }
+        let status = match read_answer(&mut stream, &mut buf).await {
+            Ok((status, _)) => status,
+            Err(e) => return state.error(Err::PushFailed, &e),
         };
         if status == 200 {
             State::bump(&state.pushes_ok);
@@ -759,6 +867,170 @@ async fn pusher(
             state.error(
                 Err::PushFailed,
                 &format!("POST {} answered {status}", ids[slot]),
+            );
+        }
+    }
+}
+
+/// Reads one HTTP answer (head, then Content-Length bytes) into `buf`, within 10 s;
+/// returns its status and body.
+async fn read_answer<'b>(
+    stream: &mut TcpStream,
+    buf: &'b mut [u8],
+) -> Result<(u16, &'b [u8]), String> {
+    let mut len = 0;
+    loop {
+        let r = or(async { Some(stream.read(&mut buf[len..]).await) }, async {
+            sleep(Duration::from_secs(10)).await;
+            None
+        })
+        .await;
+        match r {
+            Some(Ok(0)) | None => return Err("control closed or timed out".into()),
+            Some(Err(e)) => return Err(format!("control read: {e}")),
+            Some(Ok(k)) => len += k,
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&buf[..len]) {
+            Ok(httparse::Status::Complete(head)) => {
+                let cl = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| {
+                        std::str::from_utf8(h.value)
+                            .ok()?
+                            .trim()
+                            .parse::<usize>()
+                            .ok()
+                    })
+                    .unwrap_or(0);
+                if len >= head + cl {
+                    let status = resp.code.unwrap_or(0);
+                    return Ok((status, &buf[head..head + cl]));
+                }
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(e) => return Err(format!("control answer: {e}")),
+        }
+        if len == buf.len() {
+            return Err("control answer too long".into());
+        }
+    }
+}
+
+/// `N` of `"name":N` in a small JSON answer such as `{"queued":9500,"full":0}`.
+fn json_count(body: &[u8], name: &str) -> u64 {
+    let key = format!("\"{name}\":");
+    let Some(at) = body.windows(key.len()).position(|w| w == key.as_bytes()) else {
+        return 0;
+    };
+    let value = &body[at + key.len()..];
+    let value = &value[value.iter().take_while(|b| **b == b' ').count()..];
+    let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&value[..digits])
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Worker 0: posts the plan's broadcasts on schedule, one after another on one
+/// keep-alive control connection (the next only after the previous one's answer, so
+/// that they are ordered), to ws2api's `POST /groups/<g>` or Pushpin's `POST /publish/`.
+/// Pushpin's publish listener closes the connection after each answer, so there every
+/// broadcast gets a connection of its own (`Connection: close`), opened before its send
+/// time is taken.
+async fn broadcaster(state: &State, drain_end: Instant) {
+    let plan = &state.plan;
+    let total = plan.broadcasts_total();
+    sleep_until(state.t0 + plan.ramp_time()).await;
+    let mut stream = match TcpStream::connect(plan.control).await {
+        Ok(s) => s,
+        Err(e) => {
+            for _ in 0..total {
+                state.error(Err::BcastFailed, &format!("control {}: {e}", plan.control));
+            }
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let mut payload: Vec<u8> = Vec::with_capacity(plan.broadcast_size);
+    let mut req: Vec<u8> = Vec::with_capacity(plan.broadcast_size + 256);
+    let mut buf = vec![0u8; 4096];
+    for n in 0..total {
+        sleep_until(state.t0 + plan.broadcast_at(n)).await;
+        if Instant::now() >= drain_end {
+            for _ in n..total {
+                state.error(
+                    Err::BcastFailed,
+                    &"broadcast not sent by the end of the drain",
+                );
+            }
+            return;
+        }
+        let group = plan.group_name(plan.group_of(n));
+        if plan.publish_pushpin && n > 0 {
+            stream = match TcpStream::connect(plan.control).await {
+                Ok(s) => s,
+                Err(e) => {
+                    for _ in n..total {
+                        state.error(Err::BcastFailed, &format!("control {}: {e}", plan.control));
+                    }
+                    return;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+        }
+        let sent = state.micros();
+        payload.clear();
+        broadcast_payload(&mut payload, n, sent, plan.broadcast_size);
+        let payload = std::str::from_utf8(&payload).expect("ASCII");
+        req.clear();
+        if plan.publish_pushpin {
+            // The payload is digits, spaces and `x`: nothing to escape in JSON.
+            let body = format!(
+                "{{\"items\":[{{\"channel\":\"{group}\",\"formats\":{{\"ws-message\":{{\"content\":\"{payload}\"}}}}}}]}}"
+            );
+            let _ = write!(
+                req,
+                "POST {}publish/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                plan.control_path,
+                plan.control,
+                body.len()
+            );
+        } else {
+            let _ = write!(
+                req,
+                "POST {}groups/{group} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{payload}",
+                plan.control_path,
+                plan.control,
+                payload.len()
+            );
+        }
+        let answer = match stream.write_all(&req).await {
+            Ok(()) => read_answer(&mut stream, &mut buf).await,
+            Err(e) => Err(format!("control write: {e}")),
+        };
+        let (status, queued, full) = match answer {
+            Ok((status, body)) => (status, json_count(body, "queued"), json_count(body, "full")),
+            Err(e) => {
+                for _ in n..total {
+                    state.error(Err::BcastFailed, &format!("broadcast #{n}: {e}"));
+                }
+                return;
+            }
+        };
+        state
+            .posts
+            .borrow_mut()
+            .push([n, sent, u64::from(status), queued, full]);
+        if status == 200 {
+            State::bump(&state.broadcasts_ok);
+        } else {
+            state.error(
+                Err::BcastFailed,
+                &format!("broadcast #{n} to {group} answered {status}"),
             );
         }
     }
@@ -784,5 +1056,21 @@ mod tests {
             check_push(b"[5,\"p0.3\",\"push\",\"12 99\"]"),
             Some((12, 99))
         );
+    }
+
+    #[test]
+    fn broadcasts_are_checked_byte_for_byte() {
+        let mut b = Vec::new();
+        broadcast_payload(&mut b, 42, 123456, 64);
+        assert_eq!(b.len(), 64);
+        assert!(b.starts_with(b"B 42 123456 xxx"));
+        assert_eq!(check_broadcast(&b, 64), Some((42, 123456)));
+        assert_eq!(check_broadcast(&b, 65), None);
+        b[40] = b'y';
+        assert_eq!(check_broadcast(&b, 64), None);
+        assert_eq!(json_count(b"{\"queued\":9500,\"full\":3}", "queued"), 9500);
+        assert_eq!(json_count(b"{\"queued\":9500,\"full\":3}", "full"), 3);
+        assert_eq!(json_count(b"{\"queued\": 12, \"full\": 0}\n", "queued"), 12);
+        assert_eq!(json_count(b"Published\n", "queued"), 0);
     }
 }

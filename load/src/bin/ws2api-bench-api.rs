@@ -6,6 +6,11 @@
 //! It also answers Pushpin's WebSocket-over-HTTP (`Content-Type:
 //! application/websocket-events`): `OPEN` → `OPEN`, `TEXT`/`BINARY` → the same echo as a
 //! `TEXT` event, `PING` → `PONG`, `CLOSE` → `CLOSE`, `DISCONNECT` → nothing.
+//!
+//! With `--groups K` every client joins group `<prefix><i mod K>`, `i` being the number at
+//! the end of its ClientId (ws2api-load's `load-<i>`): ws2api through `X-Group-Join` in the
+//! Connect answer, Pushpin through a GRIP `subscribe` control message in the `OPEN` answer
+//! (with `Sec-WebSocket-Extensions: grip; message-prefix=""`, so other messages need no prefix).
 
 use std::cell::Cell;
 use std::io::Write;
@@ -38,6 +43,34 @@ struct Cli {
     /// Print requests per second to stderr every second.
     #[arg(long)]
     stats: bool,
+    /// Join every client to one of K groups, `<group-prefix><i mod K>` for the ClientId
+    /// ending in the number i (0: no groups). ws2api: `X-Group-Join` in the Connect
+    /// answer; Pushpin: a `subscribe` control message in the answer to `OPEN`.
+    #[arg(long, default_value_t = 0)]
+    groups: u64,
+    /// Group names are this prefix and the group number.
+    #[arg(long, default_value = "g")]
+    group_prefix: String,
+}
+
+/// What every answer depends on besides the request: the group a client joins.
+#[derive(Clone, Debug)]
+struct Groups {
+    count: u64,
+    prefix: String,
+}
+
+impl Groups {
+    /// The group of the client at `path` (`/load-17` → `g1` of 4), if groups are on.
+    fn of(&self, path: &str) -> Option<String> {
+        if self.count == 0 {
+            return None;
+        }
+        let id = path.split('?').next().unwrap_or("");
+        let digits = id.len() - id.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let i: u64 = id[id.len() - digits..].parse().unwrap_or(0);
+        Some(format!("{}{}", self.prefix, i % self.count))
+    }
 }
 
 /// One handled request's outcome for the connection loop.
@@ -67,9 +100,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let groups = Groups {
+        count: cli.groups,
+        prefix: cli.group_prefix.clone(),
+    };
     let mut handles = Vec::new();
     for t in 0..threads {
         let (listen, max, stats) = (group.addr, cli.max_request, cli.stats);
+        let groups = groups.clone();
         let Some(fd) = group.take(t) else {
             return ExitCode::from(1);
         };
@@ -79,7 +117,7 @@ fn main() -> ExitCode {
             .io_memory(1 << 20)
             .spawn(move || async move {
                 let listener = ws2api_shards::listener::into_listener(fd);
-                serve(listener, listen, max, stats && t == 0, t).await
+                serve(listener, listen, max, stats && t == 0, t, groups).await
             });
         match h {
             Ok(h) => handles.push(h),
@@ -104,7 +142,9 @@ async fn serve(
     max: usize,
     stats: bool,
     t: usize,
+    groups: Groups,
 ) -> Result<(), String> {
+    let groups = Rc::new(groups);
     if t == 0 {
         eprintln!("ws2api-bench-api: listening on http://{listen}/");
     }
@@ -125,8 +165,8 @@ async fn serve(
         match listener.accept().await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                let r = requests.clone();
-                glommio::spawn_local(async move { connection(stream, max, &r).await }).detach();
+                let (r, g) = (requests.clone(), groups.clone());
+                glommio::spawn_local(async move { connection(stream, max, &r, &g).await }).detach();
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -137,7 +177,7 @@ async fn serve(
     }
 }
 
-async fn connection(mut stream: TcpStream, max: usize, requests: &Cell<u64>) {
+async fn connection(mut stream: TcpStream, max: usize, requests: &Cell<u64>, groups: &Groups) {
     let mut buf: Vec<u8> = vec![0; 4096];
     let mut len = 0;
     let mut out: Vec<u8> = Vec::with_capacity(1024);
@@ -158,7 +198,7 @@ async fn connection(mut stream: TcpStream, max: usize, requests: &Cell<u64>) {
         let mut close = false;
         out.clear();
         while at < len {
-            match handle(&buf[at..len], &mut out) {
+            match handle(&buf[at..len], &mut out, groups) {
                 Step::Done { n, close: c } => {
                     requests.set(requests.get() + 1);
                     at += n;
@@ -191,7 +231,7 @@ async fn connection(mut stream: TcpStream, max: usize, requests: &Cell<u64>) {
 }
 
 /// Parses one request at the start of `input` and appends its answer to `out`.
-fn handle(input: &[u8], out: &mut Vec<u8>) -> Step {
+fn handle(input: &[u8], out: &mut Vec<u8>, groups: &Groups) -> Step {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
     let head = match req.parse(input) {
@@ -225,12 +265,19 @@ fn handle(input: &[u8], out: &mut Vec<u8>) -> Step {
     let body = &input[head..head + content_length];
     let method = req.method.unwrap_or("");
     let conn = if close { "Connection: close\r\n" } else { "" };
+    let group = groups.of(req.path.unwrap_or(""));
     if ws_events {
         let mut events = Vec::with_capacity(body.len() + 32);
-        ws_over_http(body, &mut events);
+        ws_over_http(body, &mut events, group.as_deref());
+        // GRIP on, and no prefix on ordinary messages: echoes stay as they are.
+        let grip = if group.is_some() {
+            "Sec-WebSocket-Extensions: grip; message-prefix=\"\"\r\n"
+        } else {
+            ""
+        };
         let _ = write!(
             out,
-            "HTTP/1.1 200 OK\r\nContent-Type: application/websocket-events\r\nContent-Length: {}\r\n{conn}\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Type: application/websocket-events\r\n{grip}Content-Length: {}\r\n{conn}\r\n",
             events.len()
         );
         out.extend_from_slice(&events);
@@ -240,7 +287,17 @@ fn handle(input: &[u8], out: &mut Vec<u8>) -> Step {
         };
     }
     match method {
-        "GET" | "DELETE" => {
+        "GET" => {
+            let join = match &group {
+                Some(g) => format!("X-Group-Join: {g}\r\n"),
+                None => String::new(),
+            };
+            let _ = write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{join}Content-Length: 2\r\n{conn}\r\nok"
+            );
+        }
+        "DELETE" => {
             let _ = write!(
                 out,
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n{conn}\r\nok"
@@ -293,7 +350,9 @@ fn echo(body: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Pushpin WebSocket-over-HTTP: `TYPE[ hexlen]\r\n[content\r\n]` events in, answers out.
-fn ws_over_http(mut body: &[u8], out: &mut Vec<u8>) {
+/// With a `group`, `OPEN` is answered with `OPEN` and the GRIP control message that
+/// subscribes the connection to that channel.
+fn ws_over_http(mut body: &[u8], out: &mut Vec<u8>, group: Option<&str>) {
     while !body.is_empty() {
         let Some(eol) = body.windows(2).position(|w| w == b"\r\n") else {
             return;
@@ -319,7 +378,13 @@ fn ws_over_http(mut body: &[u8], out: &mut Vec<u8>) {
             None => &[],
         };
         match kind {
-            b"OPEN" => out.extend_from_slice(b"OPEN\r\n"),
+            b"OPEN" => {
+                out.extend_from_slice(b"OPEN\r\n");
+                if let Some(g) = group {
+                    let sub = format!("c:{{\"type\":\"subscribe\",\"channel\":\"{g}\"}}");
+                    let _ = write!(out, "TEXT {:x}\r\n{sub}\r\n", sub.len());
+                }
+            }
             b"TEXT" | b"BINARY" => {
                 let mut answer = Vec::with_capacity(content.len() + 10);
                 echo(content, &mut answer);
@@ -346,30 +411,72 @@ fn ws_over_http(mut body: &[u8], out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
+    fn no_groups() -> Groups {
+        Groups {
+            count: 0,
+            prefix: "g".into(),
+        }
+    }
+
     #[test]
     fn answers_the_three_events() {
+        let g = &no_groups();
         let mut out = Vec::new();
         let req = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n[1,\"x\"]GET /a HTTP/1.1\r\n\r\n";
-        let Step::Done { n, close: false } = handle(req, &mut out) else {
+        let Step::Done { n, close: false } = handle(req, &mut out, g) else {
             panic!()
         };
         assert!(out.ends_with(b"\r\n\r\n{\"echo\":[1,\"x\"]}"));
         out.clear();
         assert!(matches!(
-            handle(&req[n..], &mut out),
+            handle(&req[n..], &mut out, g),
             Step::Done { close: false, .. }
         ));
         assert!(out.ends_with(b"\r\n\r\nok"));
-        assert!(matches!(handle(&req[..20], &mut out), Step::NeedMore));
+        assert!(matches!(handle(&req[..20], &mut out, g), Step::NeedMore));
     }
 
     #[test]
     fn speaks_websocket_events() {
         let mut out = Vec::new();
-        ws_over_http(b"OPEN\r\nTEXT 2\r\nhi\r\nCLOSE 2\r\n\x03\xe8\r\n", &mut out);
+        ws_over_http(
+            b"OPEN\r\nTEXT 2\r\nhi\r\nCLOSE 2\r\n\x03\xe8\r\n",
+            &mut out,
+            None,
+        );
         assert_eq!(
             out,
             b"OPEN\r\nTEXT d\r\n{\"echo\":\"hi\"}\r\nCLOSE 2\r\n\x03\xe8\r\n"
+        );
+    }
+
+    #[test]
+    fn joins_clients_to_groups_by_their_number() {
+        let g = &Groups {
+            count: 4,
+            prefix: "g".into(),
+        };
+        assert_eq!(g.of("/load-17").as_deref(), Some("g1"));
+        assert_eq!(g.of("/load-8?x=1").as_deref(), Some("g0"));
+        assert_eq!(g.of("/abc").as_deref(), Some("g0"));
+        assert_eq!(no_groups().of("/load-3"), None);
+        let mut out = Vec::new();
+        handle(b"GET /load-6 HTTP/1.1\r\n\r\n", &mut out, g);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\r\nX-Group-Join: g2\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\nok"));
+        let mut out = Vec::new();
+        let req = b"POST /load-5 HTTP/1.1\r\nContent-Type: application/websocket-events\r\nContent-Length: 6\r\n\r\nOPEN\r\n";
+        handle(req, &mut out, g);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\r\nSec-WebSocket-Extensions: grip; message-prefix=\"\"\r\n"));
+        let sub = "c:{\"type\":\"subscribe\",\"channel\":\"g1\"}";
+        assert!(
+            text.ends_with(&format!(
+                "\r\n\r\nOPEN\r\nTEXT {:x}\r\n{sub}\r\n",
+                sub.len()
+            )),
+            "{text}"
         );
     }
 }
