@@ -60,13 +60,15 @@ fn main() -> ExitCode {
     };
     if let Some(demo) = &demo {
         demo.set_control(gateway.control_addr);
-        // Listening on all interfaces: show an address a client on this machine can use.
+        // Listening on all interfaces: show (and give the chat page) an address a client on
+        // this machine can use.
         let mut reachable = gateway.public_addr;
         if reachable.ip().is_unspecified() {
             reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
+        demo.set_public(reachable);
         eprintln!(
-            "ws2api: demo API on http://{}/ - try: python3 -m websockets ws://{}/alice, then send \"hello\" or \"push hi\"",
+            "ws2api: demo API on http://{}/ - open it in a browser for a chat page, or try: python3 -m websockets ws://{}/alice, then send \"hello\" or \"push hi\"",
             demo.addr, reachable
         );
     }
