@@ -31,14 +31,27 @@
 //! ClientIds, a cross-shard client table; the `Content-Type`, `X-Connection-Id` and
 //! `X-Forwarded-For` headers; UTF-8 checks (answers always go out as text frames);
 //! fragmented messages (the connection is closed with 1003); liveness pings, idle and
-//! API timeouts, a retry on a stale API connection; pushes (the control listener
-//! answers 404: it exists because the harness waits for its port); stats, logs, graceful shutdown
-//! (SIGTERM ends it). API answers must carry `Content-Length` (no chunked bodies).
+//! API timeouts, a retry on a stale API connection; pushes to one client; group
+//! membership; stats, logs, graceful shutdown (SIGTERM ends it). API answers must carry
+//! `Content-Length` (no chunked bodies).
+//!
+//! Broadcast, the floor of ws2api's "gateway CPU per delivery": `POST /groups/<any>` on
+//! the control listener sends its body as one text frame to every upgraded client of
+//! every shard (every client is in every group, so run the harness with `--groups 1`)
+//! and answers `{"queued":N,"full":0}` once every shard has sent it. A thread of its own
+//! serves the control listener, one connection at a time, keep-alive; it hands the
+//! frame (encoded once, shared) to each shard over a channel and wakes the shard through
+//! a socket pair registered in its epoll. Each shard `send`s the frame to each client
+//! whose write buffer is empty and appends it to the others' (their next EPOLLOUT edge
+//! flushes it): one `send` per delivery, nothing else. Every other control request is
+//! answered 404.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
+use std::sync::{mpsc, Arc};
 
 use clap::Parser;
 use nix::errno::Errno;
@@ -52,7 +65,7 @@ struct Cli {
     /// WebSocket listener.
     #[arg(long, default_value = "0.0.0.0:7001")]
     listen: SocketAddr,
-    /// Control listener: only answers 404 (the harness waits for the port).
+    /// Control listener: `POST /groups/<any>` broadcasts to every client; all else 404.
     #[arg(long, default_value = "127.0.0.1:7002")]
     control_listen: SocketAddr,
     /// The API server; the ClientId is appended to its path.
@@ -165,15 +178,13 @@ use epoll::{Epoll, ERR, ET, HUP, IN, OUT, RDHUP};
 /// reused slot is ignored), bit 62 for API connections; the listeners have bit 63.
 const API: u64 = 1 << 62;
 const LISTENER: u64 = u64::MAX;
-const CONTROL: u64 = u64::MAX - 1;
+const FANOUT: u64 = u64::MAX - 1;
 /// Per-thread read buffer; a read that fills it may leave more in the socket.
 const READ_CHUNK: usize = 64 * 1024;
 /// Largest client frame and API answer body accepted.
 const MAX_MESSAGE: usize = 1 << 20;
 /// Largest upgrade request or API answer head.
 const MAX_HEAD: usize = 16 * 1024;
-const NOT_FOUND: &[u8] =
-    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 /// A Vec of slots with a free list: indices stay put, growth is bounded by the peak.
 struct Slab<T> {
@@ -237,11 +248,20 @@ struct Api {
     waiting: Option<u64>,
 }
 
+/// A shard's end of the control thread's broadcasts.
+struct Fanout {
+    /// Readable when `frames` has something (one byte per frame).
+    wake: UnixStream,
+    frames: mpsc::Receiver<Arc<[u8]>>,
+    /// How many clients each frame went to.
+    done: mpsc::Sender<u64>,
+}
+
 /// One thread: its listener, epoll instance, clients and API pool.
 struct Shard {
     ep: Epoll,
     listener: TcpListener,
-    control: Option<TcpListener>,
+    fanout: Fanout,
     api_addr: SocketAddr,
     /// `POST <path>` and ` HTTP/1.1\r\nHost: <host>\r\nContent-Length: `.
     req_start: Vec<u8>,
@@ -269,9 +289,7 @@ enum Step {
 impl Shard {
     fn run(mut self) -> io::Result<()> {
         self.ep.add(self.listener.as_raw_fd(), IN, LISTENER)?;
-        if let Some(c) = &self.control {
-            self.ep.add(c.as_raw_fd(), IN, CONTROL)?;
-        }
+        self.ep.add(self.fanout.wake.as_raw_fd(), IN | ET, FANOUT)?;
         let mut events = vec![epoll::Event::default(); 1024];
         loop {
             let n = self.ep.wait(&mut events)?;
@@ -279,7 +297,7 @@ impl Shard {
                 let (flags, token) = (ev.events, ev.data); // copies: the struct may be packed
                 match token {
                     LISTENER => self.accept(),
-                    CONTROL => self.control(),
+                    FANOUT => self.fan_out(),
                     t if t & API != 0 => self.api_event(t, flags),
                     t => self.client_event(t, flags),
                 }
@@ -337,12 +355,35 @@ impl Shard {
         }
     }
 
-    fn control(&mut self) {
-        let Some(listener) = &self.control else {
-            return;
-        };
-        while let Ok((mut s, _)) = listener.accept() {
-            let _ = s.write_all(NOT_FOUND); // a fresh blocking socket: 80 bytes never block
+    /// Sends every frame the control thread handed over to every upgraded client.
+    fn fan_out(&mut self) {
+        let mut sink = [0u8; 64];
+        while matches!((&self.fanout.wake).read(&mut sink), Ok(n) if n > 0) {}
+        while let Ok(frame) = self.fanout.frames.try_recv() {
+            let mut sent = 0;
+            let mut failed = Vec::new();
+            for (slot, c) in self.clients.items.iter_mut().enumerate() {
+                let Some(c) = c.as_mut().filter(|c| c.id.is_some()) else {
+                    continue;
+                };
+                sent += 1;
+                if !c.wbuf.is_empty() {
+                    c.wbuf.extend_from_slice(&frame);
+                    continue;
+                }
+                match (&c.stream).write(&frame) {
+                    Ok(n) if n == frame.len() => {}
+                    Ok(n) => c.wbuf.extend_from_slice(&frame[n..]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        c.wbuf.extend_from_slice(&frame)
+                    }
+                    Err(_) => failed.push(slot),
+                }
+            }
+            for slot in failed {
+                self.clients.remove(slot);
+            }
+            let _ = self.fanout.done.send(sent);
         }
     }
 
@@ -846,6 +887,79 @@ fn flush(stream: &TcpStream, wbuf: &mut Vec<u8>) -> io::Result<()> {
     Ok(())
 }
 
+/// The control thread: one connection at a time, keep-alive, blocking. `POST
+/// /groups/<any>` goes to every shard as one shared text frame; the answer waits for
+/// every shard's count. Anything else is answered 404.
+fn serve_control(
+    listener: TcpListener,
+    shards: Vec<(UnixStream, mpsc::Sender<Arc<[u8]>>)>,
+    done: mpsc::Receiver<u64>,
+) {
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let _ = stream.set_nodelay(true);
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; READ_CHUNK];
+        'requests: loop {
+            // One request: its head, then Content-Length bytes of body.
+            let (head_len, is_broadcast, body_len) = loop {
+                let mut headers = [httparse::EMPTY_HEADER; 32];
+                let mut req = httparse::Request::new(&mut headers);
+                match req.parse(&buf) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        let len = req
+                            .headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                            .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                            .unwrap_or(0usize);
+                        let groups = req.method == Some("POST")
+                            && req.path.is_some_and(|p| p.starts_with("/groups/"));
+                        break (n, groups, len);
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+                    _ => break 'requests,
+                }
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break 'requests,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            if body_len > MAX_MESSAGE {
+                break;
+            }
+            while buf.len() < head_len + body_len {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break 'requests,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let answer = if is_broadcast {
+                let mut frame = Vec::with_capacity(body_len + 10);
+                push_text_frame(&mut frame, &buf[head_len..head_len + body_len]);
+                let frame: Arc<[u8]> = frame.into();
+                for (wake, frames) in &shards {
+                    let _ = frames.send(frame.clone());
+                    let _ = (&*wake).write(&[1]);
+                }
+                let queued: u64 = (0..shards.len()).filter_map(|_| done.recv().ok()).sum();
+                let body = format!("{{\"queued\":{queued},\"full\":0}}");
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
+            } else {
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()
+            };
+            buf.drain(..head_len + body_len);
+            if stream.write_all(&answer).is_err() {
+                break;
+            }
+        }
+    }
+}
+
 fn family(addr: SocketAddr) -> AddressFamily {
     if addr.is_ipv4() {
         AddressFamily::Inet
@@ -936,8 +1050,8 @@ fn main() -> ExitCode {
             }
         }
     }
-    let mut control = match bind(cli.control_listen, false) {
-        Ok(l) => Some(l),
+    let control = match bind(cli.control_listen, false) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!(
                 "floor_gateway: error: --control-listen {}: {e}",
@@ -947,12 +1061,27 @@ fn main() -> ExitCode {
         }
     };
     eprintln!(
-        "floor_gateway: ws://{}/ -> http://{host}{base} ({api_addr}), {shards} shards; control {} answers 404",
+        "floor_gateway: ws://{}/ -> http://{host}{base} ({api_addr}), {shards} shards; control {} broadcasts",
         cli.listen, cli.control_listen
     );
+    let (done_tx, done_rx) = mpsc::channel();
+    let mut to_shards = Vec::new();
     let mut threads = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
-        let control = control.take(); // thread 0 serves the control listener
+        let (wake_tx, wake) = match UnixStream::pair() {
+            Ok(pair) if pair.1.set_nonblocking(true).is_ok() => pair,
+            _ => {
+                eprintln!("floor_gateway: error: cannot make a socket pair");
+                return ExitCode::from(1);
+            }
+        };
+        let (frames_tx, frames) = mpsc::channel();
+        to_shards.push((wake_tx, frames_tx));
+        let fanout = Fanout {
+            wake,
+            frames,
+            done: done_tx.clone(),
+        };
         let req_start = format!("POST {base}").into_bytes();
         let req_mid = format!(" HTTP/1.1\r\nHost: {host}\r\nContent-Length: ").into_bytes();
         let spawned = std::thread::Builder::new()
@@ -961,7 +1090,7 @@ fn main() -> ExitCode {
                 let shard = Shard {
                     ep: Epoll::new()?,
                     listener,
-                    control,
+                    fanout,
                     api_addr,
                     req_start,
                     req_mid,
@@ -985,6 +1114,13 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         }
+    }
+    let spawned = std::thread::Builder::new()
+        .name("floor-control".into())
+        .spawn(move || serve_control(control, to_shards, done_rx));
+    if let Err(e) = spawned {
+        eprintln!("floor_gateway: error: cannot start a thread: {e}");
+        return ExitCode::from(1);
     }
     for t in threads {
         if let Ok(Err(e)) = t.join() {

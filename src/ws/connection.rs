@@ -8,12 +8,19 @@
 //! the buffer), so an idle connection keeps no read buffer of its own; the decoder
 //! keeps only an incomplete frame. While `max_inflight` messages wait for the API
 //! server, the socket is not read at all: TCP backpressure reaches the client.
+//!
+//! A frame queued on an empty queue is written at once by whoever queues it (a
+//! broadcast's fan-out, a push, an answer): one non-blocking `send` on the task's
+//! socket, so that a delivery the kernel takes whole costs no wakeup of the task and
+//! keeps nothing queued. Only what the socket does not take now waits in the queue for
+//! the task, which writes it in order when the socket has room.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -21,6 +28,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
+use nix::sys::socket::MsgFlags;
 
 use super::codec::{self, WsDecoder, WsError, WsEvent};
 use super::outbox::Outbox;
@@ -77,6 +85,9 @@ pub struct Conn {
     /// When the 101 was sent.
     pub connected_at: SystemTime,
     out: RefCell<Outbox>,
+    /// The socket while [`run`] owns it and the connection is not closing: what a frame
+    /// queued on an empty queue is written to at once ([`Conn::write_now`]).
+    fd: Cell<Option<RawFd>>,
     waker: RefCell<Option<Waker>>,
     close: RefCell<Option<Ended>>,
     closing: Cell<bool>,
@@ -103,6 +114,7 @@ impl Conn {
             peer,
             connected_at: SystemTime::now(),
             out: RefCell::new(Outbox::new(first)),
+            fd: Cell::new(None),
             waker: RefCell::new(None),
             close: RefCell::new(None),
             closing: Cell::new(false),
@@ -125,10 +137,11 @@ impl Conn {
         if self.closing.get() {
             return Err(PushError::Closed);
         }
-        {
+        let was_empty = {
             let mut out = self.out.borrow_mut();
+            let was_empty = out.is_empty();
             // An empty queue takes any one message (its size is bounded elsewhere).
-            if !out.is_empty() && out.len().saturating_add(payload.len()) > limit {
+            if !was_empty && out.len().saturating_add(payload.len()) > limit {
                 self.refused.set(true);
                 return Err(PushError::Full);
             }
@@ -138,9 +151,10 @@ impl Conn {
             } else {
                 codec::encode_text(frame, payload);
             }
-        }
+            was_empty
+        };
         self.messages_out.set(self.messages_out.get() + 1);
-        self.wake();
+        self.queued(was_empty);
         Ok(())
     }
 
@@ -152,15 +166,63 @@ impl Conn {
         }
         {
             let mut out = self.out.borrow_mut();
-            if !out.is_empty() && out.len().saturating_add(frame.len()) > limit {
-                self.refused.set(true);
-                return Err(PushError::Full);
+            if out.is_empty() {
+                // Straight from the shared frame: no queue entry, no reference taken,
+                // when the socket takes it whole (the common case of a broadcast).
+                let at = self.fd.get().map_or(0, |fd| self.write_some(fd, frame));
+                self.messages_out.set(self.messages_out.get() + 1);
+                if at == frame.len() {
+                    return Ok(());
+                }
+                out.push_shared_from(frame.clone(), at);
+            } else {
+                if out.len().saturating_add(frame.len()) > limit {
+                    self.refused.set(true);
+                    return Err(PushError::Full);
+                }
+                out.push_shared(frame.clone());
+                self.messages_out.set(self.messages_out.get() + 1);
             }
-            out.push_shared(frame.clone());
         }
-        self.messages_out.set(self.messages_out.get() + 1);
         self.wake();
         Ok(())
+    }
+
+    /// A frame was queued: written now if it is the only thing queued and the socket
+    /// takes it whole, else left to the task, which is woken. Frames queued behind
+    /// others always wait for the task, so nothing overtakes what is queued.
+    fn queued(&self, was_empty: bool) {
+        if !(was_empty && self.write_now()) {
+            self.wake();
+        }
+    }
+
+    /// Writes what is queued with non-blocking `send`s on the task's socket, until the
+    /// queue is empty or the socket takes no more; true if the queue is empty. An error
+    /// leaves the bytes queued: the task's own write meets it and ends the connection.
+    fn write_now(&self) -> bool {
+        let Some(fd) = self.fd.get() else {
+            return false;
+        };
+        let mut out = self.out.borrow_mut();
+        while !out.is_empty() {
+            let front = out.front();
+            let n = self.write_some(fd, front);
+            let all = n == front.len();
+            out.consume(n);
+            if !all {
+                break;
+            }
+        }
+        out.is_empty()
+    }
+
+    /// One non-blocking `send` of `bytes` on `fd`; how many it took (0 on any error).
+    fn write_some(&self, fd: RawFd, bytes: &[u8]) -> usize {
+        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+        let n = nix::sys::socket::send(fd, bytes, flags).unwrap_or(0);
+        self.written.set(self.written.get().wrapping_add(n as u64));
+        n
     }
 
     /// Answers a ping. A client whose queue is already at `limit` gets no pong for
@@ -182,6 +244,7 @@ impl Conn {
         if self.closing.replace(true) {
             return;
         }
+        self.fd.set(None);
         *self.close.borrow_mut() = Some(Ended::new(code, reason));
         self.wake();
     }
@@ -374,6 +437,8 @@ pub async fn run(
     limits: Limits,
     on_message: &dyn Fn(InFlight, Message),
 ) -> Ended {
+    conn.fd.set(Some(stream.as_raw_fd()));
+    let _detach = Detach(conn);
     let mut events = Vec::new();
     let mut queue: VecDeque<Message> = VecDeque::new();
     let mut violation = if initial.is_empty() {
@@ -452,6 +517,15 @@ pub async fn run(
                 return Box::pin(close_with(stream, conn, ended.code, &ended.reason)).await;
             }
         }
+    }
+}
+
+/// Forgets the socket's descriptor when [`run`] returns (before its caller closes it).
+struct Detach<'a>(&'a Conn);
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        self.0.fd.set(None);
     }
 }
 
@@ -605,6 +679,88 @@ mod tests {
         assert!(c.refused.get());
         c.close(1000, "bye");
         assert_eq!(c.send_shared(&frame, 16), Err(PushError::Closed));
+    }
+
+    /// A connection whose socket (as [`run`] would attach it) is one end of a pair.
+    fn attached() -> (
+        Conn,
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixStream,
+    ) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        let c = conn();
+        c.fd.set(Some(ours.as_raw_fd()));
+        (c, ours, theirs)
+    }
+
+    fn drain(peer: &mut std::os::unix::net::UnixStream) -> Vec<u8> {
+        use std::io::Read;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = peer.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    #[test]
+    fn a_frame_on_an_empty_queue_is_written_at_once() {
+        let (c, _ours, mut theirs) = attached();
+        let frame: Rc<[u8]> = Rc::from(&b"\x81\x03all"[..]);
+        c.send_shared(&frame, 16).unwrap();
+        c.send(b"hi", false, 16).unwrap();
+        assert_eq!(c.queued_bytes(), 0, "the socket took both: nothing queued");
+        assert_eq!(Rc::strong_count(&frame), 1, "nor kept");
+        assert_eq!(c.written.get(), 9);
+        assert_eq!(c.messages_out(), 2);
+        assert_eq!(drain(&mut theirs), b"\x81\x03all\x81\x02hi");
+    }
+
+    #[test]
+    fn what_the_socket_does_not_take_waits_in_order_for_the_task() {
+        let (c, _ours, mut theirs) = attached();
+        let big = vec![b'x'; 64 * 1024];
+        // Fill the pair's buffers until a frame no longer goes out whole.
+        let mut sent = 0usize;
+        while c.queued_bytes() == 0 {
+            c.send(&big, true, usize::MAX).unwrap();
+            sent += 1;
+            assert!(sent < 10_000, "the socket never filled");
+        }
+        let frame: Rc<[u8]> = Rc::from(&b"\x81\x04tail"[..]);
+        c.send_shared(&frame, usize::MAX).unwrap();
+        assert_eq!(
+            Rc::strong_count(&frame),
+            2,
+            "queued behind the rest, not written"
+        );
+        // The peer reads; the task (here: write_now) writes the rest, in order.
+        let mut got = drain(&mut theirs);
+        while !c.write_now() {
+            got.extend(drain(&mut theirs));
+        }
+        got.extend(drain(&mut theirs));
+        let mut expected = Vec::new();
+        for _ in 0..sent {
+            codec::encode_binary(&mut expected, &big);
+        }
+        expected.extend_from_slice(b"\x81\x04tail");
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes out of order");
+    }
+
+    #[test]
+    fn a_closing_connection_writes_nothing_more() {
+        let (c, _ours, mut theirs) = attached();
+        c.close(1000, "bye");
+        assert_eq!(c.send(b"late", false, usize::MAX), Err(PushError::Closed));
+        assert!(c.fd.get().is_none());
+        assert_eq!(drain(&mut theirs), b"");
     }
 
     #[test]

@@ -65,8 +65,13 @@ impl Outbox {
 
     /// Queues a frame shared with other connections.
     pub fn push_shared(&mut self, frame: Rc<[u8]>) {
-        if !frame.is_empty() {
-            self.chunks.push_back(Chunk::Shared { frame, at: 0 });
+        self.push_shared_from(frame, 0);
+    }
+
+    /// Queues the rest of a shared frame whose first `at` bytes are already written.
+    pub fn push_shared_from(&mut self, frame: Rc<[u8]>, at: usize) {
+        if at < frame.len() {
+            self.chunks.push_back(Chunk::Shared { frame, at });
         }
     }
 
