@@ -138,6 +138,62 @@ pub struct Cli {
     )]
     pub max_groups_per_client: usize,
 
+    /// Browser origins allowed to open a socket, comma-separated: `https://app.example.com` (exact), `https://*.example.com` (any subdomain); others get 403 [default: none = any origin]
+    ///
+    /// Stops cross-site WebSocket hijacking (any page opening a socket with a user's cookies) before the API is asked; requests without Origin (not browsers) pass.
+    #[arg(long, env = "WS2API_ALLOWED_ORIGINS", value_name = "LIST")]
+    pub allowed_origins: Option<String>,
+
+    /// Open connections from one client address (all shards together); beyond it 429. 0: off
+    ///
+    /// Bounds what one host can hold; mind NAT (a carrier or office shares one address). The address is the PROXY source with --proxy-protocol.
+    #[arg(
+        long,
+        env = "WS2API_MAX_CONNECTIONS_PER_IP",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub max_connections_per_ip: u32,
+
+    /// Upgrades per second from one client address (burst N); beyond it 429 with Retry-After. 0: off
+    ///
+    /// Slows reconnect storms and scans before they reach the API server.
+    #[arg(
+        long,
+        env = "WS2API_CONNECT_RATE_PER_IP",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub connect_rate_per_ip: u32,
+
+    /// Client addresses tracked for the two per-address limits, whole process (each shard holds its share); a new address beyond it gets 503
+    ///
+    /// About 60 bytes each; idle addresses are forgotten, so only addresses with open connections or a recent burst count.
+    #[arg(
+        long,
+        env = "WS2API_MAX_TRACKED_IPS",
+        value_name = "N",
+        default_value_t = 1_000_000
+    )]
+    pub max_tracked_ips: usize,
+
+    /// Messages per second one client may send (burst N); beyond it the client is not read until the rate allows. 0: off
+    ///
+    /// Throttles by TCP backpressure: nothing is dropped, nothing closed, order kept.
+    #[arg(
+        long,
+        env = "WS2API_MAX_MESSAGE_RATE",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub max_message_rate: u32,
+
+    /// Bytes queued to all clients of the process together (each shard holds its share); a push beyond it gets 503, broadcast members count as full [default: a quarter of physical memory]
+    ///
+    /// Bounds the worst case of --max-outbound-bytes x --max-connections; /readyz answers 503 while less than --max-outbound-bytes of a shard's share is free.
+    #[arg(long, env = "WS2API_MAX_OUTBOUND_TOTAL", value_name = "SIZE")]
+    pub max_outbound_total: Option<String>,
+
     /// Keep-alive connections to the API server, per shard (total = shards x N)
     ///
     /// More allows more concurrent requests; mind the backend's worker count and the local ephemeral ports.

@@ -8,6 +8,8 @@
 use std::io;
 
 use crate::api::ApiError;
+use crate::edge::rate::retry_after_secs;
+use crate::edge::Refusal;
 use crate::group::GroupNameError;
 use crate::http::proxy::ProxyError;
 use crate::http::read::ReadError;
@@ -44,6 +46,16 @@ pub enum Error {
     /// The shard holds its share of `--max-connections`.
     #[error("--max-connections reached")]
     Full,
+    /// A browser upgrade whose `Origin` is not in `--allowed-origins`.
+    #[error("origin not allowed")]
+    OriginNotAllowed,
+    /// A per-address limit refused the connection.
+    #[error("{}", match .0 {
+        Refusal::TooMany => "--max-connections-per-ip reached".to_string(),
+        Refusal::Rate(wait) => format!("--connect-rate-per-ip reached; retry in {wait:?}"),
+        Refusal::TableFull => "--max-tracked-ips addresses are tracked already".to_string(),
+    })]
+    Address(Refusal),
     /// `/readyz`: the gateway takes no new connections now (the reason says why).
     #[error("{0}")]
     NotReady(&'static str),
@@ -105,8 +117,12 @@ impl Error {
             | Error::TooManyGroups => Side::Client,
             Error::Api(e) => e.side(),
             Error::ApiStatus(_) | Error::ApiRefused(_) => Side::Upstream,
+            Error::OriginNotAllowed | Error::Address(Refusal::TooMany | Refusal::Rate(_)) => {
+                Side::Client
+            }
             Error::Draining
             | Error::Full
+            | Error::Address(Refusal::TableFull)
             | Error::NotReady(_)
             | Error::QueueFull
             | Error::OwnerSilent
@@ -139,17 +155,37 @@ impl Error {
             Error::ApiStatus(status) if (400..500).contains(status) => *status,
             Error::ApiStatus(_) => 502,
             Error::ApiRefused(_) => 403,
+            Error::OriginNotAllowed => 403,
+            Error::Address(Refusal::TooMany | Refusal::Rate(_)) => 429,
+            Error::Address(Refusal::TableFull) => 503,
             Error::Draining | Error::Full | Error::NotReady(_) => 503,
             Error::QueueFull | Error::OwnerSilent => 503,
             Error::Internal(_) => 500,
         }
     }
 
-    /// Headers the error response must carry (RFC 6455 4.4: a 426 names the version we speak).
-    pub fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+    /// Headers the error response must carry: RFC 6455 4.4, a 426 names the version we
+    /// speak; RFC 6585 4, a 429 for a rate says when to come back.
+    pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
         match self {
-            Error::Request(RequestError::UnsupportedVersion) => &[("Sec-WebSocket-Version", "13")],
-            _ => &[],
+            Error::Request(RequestError::UnsupportedVersion) => {
+                vec![("Sec-WebSocket-Version", "13".into())]
+            }
+            Error::Address(Refusal::Rate(wait)) => {
+                vec![("Retry-After", retry_after_secs(*wait).to_string())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The `reason` label of `ws2api_refused_total` for a refusal by an edge limit.
+    pub fn edge_reason(&self) -> Option<&'static str> {
+        match self {
+            Error::OriginNotAllowed => Some("origin"),
+            Error::Address(Refusal::TooMany) => Some("ip_connections"),
+            Error::Address(Refusal::Rate(_)) => Some("ip_rate"),
+            Error::Address(Refusal::TableFull) => Some("ip_table_full"),
+            _ => None,
         }
     }
 
@@ -211,6 +247,14 @@ mod tests {
             ),
             (Error::HandshakeTimeout, 408, Side::Client),
             (Error::Draining, 503, Side::Internal),
+            (Error::OriginNotAllowed, 403, Side::Client),
+            (Error::Address(Refusal::TooMany), 429, Side::Client),
+            (
+                Error::Address(Refusal::Rate(std::time::Duration::from_millis(1500))),
+                429,
+                Side::Client,
+            ),
+            (Error::Address(Refusal::TableFull), 503, Side::Internal),
             (Error::Full, 503, Side::Internal),
             (Error::NotReady("draining"), 503, Side::Internal),
             (Error::BodyTooLarge, 413, Side::Client),
@@ -273,10 +317,18 @@ mod tests {
             assert_eq!(error.side(), Side::Client);
             let extra = error.extra_headers();
             match status {
-                426 => assert_eq!(extra, &[("Sec-WebSocket-Version", "13")]),
+                426 => assert_eq!(extra, [("Sec-WebSocket-Version", "13".to_string())]),
                 _ => assert!(extra.is_empty(), "{error}"),
             }
         }
+    }
+
+    #[test]
+    fn a_rate_refusal_says_when_to_retry() {
+        let wait = std::time::Duration::from_millis(1500);
+        let extra = Error::Address(Refusal::Rate(wait)).extra_headers();
+        assert_eq!(extra, [("Retry-After", "2".to_string())]);
+        assert!(Error::Address(Refusal::TooMany).extra_headers().is_empty());
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub mod cli;
 pub mod client_id;
 pub mod config;
 pub mod demo;
+pub mod edge;
 pub mod error;
 pub mod group;
 pub mod http;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::cli::Cli;
+use crate::edge::AllowedOrigins;
 use crate::logger::LogLevel;
 
 mod api_url;
@@ -64,6 +65,9 @@ pub struct Config {
     pub demo: Option<SocketAddr>,
     /// What one client may cost and how long it may stay silent.
     pub limits: ClientLimits,
+    /// Limits for a public edge: origins, per-address caps and rates, the message
+    /// rate, the process-wide outbound budget.
+    pub edge: EdgeLimits,
     /// The client of the API server (each shard's pool).
     pub api: ApiClient,
     /// The control listener and its token.
@@ -91,6 +95,43 @@ pub struct ClientLimits {
     pub handshake_timeout: Duration,
     /// `--ping-interval`; `None`: no pings.
     pub ping_interval: Option<Duration>,
+}
+
+/// Limits for a public edge (SPEC "Limits for a public edge"); each 0 is off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// `--allowed-origins`; `None`: any origin.
+    pub allowed_origins: Option<AllowedOrigins>,
+    /// `--max-connections-per-ip`, all shards together.
+    pub max_connections_per_ip: u32,
+    /// `--connect-rate-per-ip`, upgrades per second (burst as many).
+    pub connect_rate_per_ip: u32,
+    /// `--max-tracked-ips`, whole process; a shard holds `max_tracked_ips / shards`.
+    pub max_tracked_ips: usize,
+    /// `--max-message-rate`, messages per second per client (burst as many).
+    pub max_message_rate: u32,
+    /// `--max-outbound-total`, bytes, whole process; a shard holds `/ shards`.
+    pub max_outbound_total: usize,
+}
+
+impl EdgeLimits {
+    /// Whether new connections are checked against the per-address table.
+    pub fn per_address(&self) -> bool {
+        self.max_connections_per_ip > 0 || self.connect_rate_per_ip > 0
+    }
+}
+
+/// A quarter of physical memory (`MemTotal` of /proc/meminfo), or 1 GiB where that
+/// cannot be read: the default of `--max-outbound-total`.
+pub fn default_outbound_total() -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            kib.checked_mul(1024)
+        });
+    total.map_or(1 << 30, |bytes| bytes / 4)
 }
 
 /// The client of the API server: where it is and what one shard's pool may do.
@@ -399,6 +440,36 @@ impl Config {
                 "has no effect without --stats-interval (e.g. --stats-interval 10s)",
             ));
         }
+        let allowed_origins = match cli.allowed_origins.as_deref() {
+            None => None,
+            Some(list) => Some(
+                AllowedOrigins::parse(list)
+                    .map_err(|e| invalid("allowed-origins", e.to_string()))?,
+            ),
+        };
+        let max_tracked_ips = at_least_one("max-tracked-ips", cli.max_tracked_ips)?;
+        if max_tracked_ips < shards {
+            return Err(invalid(
+                "max-tracked-ips",
+                format!(
+                    "{max_tracked_ips} is below --shards {shards}; every shard needs room for one"
+                ),
+            ));
+        }
+        let max_outbound_total = match cli.max_outbound_total.as_deref() {
+            Some(s) => size("max-outbound-total", s, 1, usize::MAX)?,
+            None => default_outbound_total(),
+        };
+        let share = max_outbound_total / shards;
+        if share < max_outbound_bytes {
+            return Err(invalid(
+                "max-outbound-total",
+                format!(
+                    "{max_outbound_total} bytes is {share} per shard, below --max-outbound-bytes {max_outbound_bytes}: a shard could not hold one client's full queue"
+                ),
+            ));
+        }
+
         let cpuprofile = output_file("cpuprofile", cli.cpuprofile)?;
         let memprofile = output_file("memprofile", cli.memprofile)?;
         if let (Some(c), Some(m)) = (&cpuprofile, &memprofile) {
@@ -422,6 +493,14 @@ impl Config {
                 max_head_size,
                 handshake_timeout,
                 ping_interval,
+            },
+            edge: EdgeLimits {
+                allowed_origins,
+                max_connections_per_ip: cli.max_connections_per_ip,
+                connect_rate_per_ip: cli.connect_rate_per_ip,
+                max_tracked_ips,
+                max_message_rate: cli.max_message_rate,
+                max_outbound_total,
             },
             api: ApiClient {
                 url: api,

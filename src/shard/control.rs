@@ -152,6 +152,16 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, body: Vec<u8>) -> Reply {
     }
 }
 
+/// Every shard's outbound budget has room for one client's full queue
+/// (`--max-outbound-bytes`); a shard that does not answer counts as ready.
+async fn budget_ready(shard: &Rc<Shard>) -> bool {
+    shard
+        .call_all(|| Op::Ready)
+        .await
+        .iter()
+        .all(|reply| !matches!(reply, Some(OpReply::Ready(false))))
+}
+
 async fn answer(shard: &Rc<Shard>, head: &RequestHead, body: Vec<u8>) -> Result<Reply, Error> {
     let received = Instant::now();
     let path = head.path.as_str();
@@ -162,6 +172,10 @@ async fn answer(shard: &Rc<Shard>, head: &RequestHead, body: Vec<u8>) -> Result<
                 Err(Error::NotReady("draining"))
             } else if shard.full() {
                 Err(Error::NotReady("full: --max-connections reached"))
+            } else if !budget_ready(shard).await {
+                Err(Error::NotReady(
+                    "outbound budget used up: --max-outbound-total",
+                ))
             } else {
                 Ok(Reply::ok())
             }

@@ -14,10 +14,13 @@
 //! - [`msg`]: the one message type that crosses shards;
 //! - [`ops`]: the operations a shard carries out for others, and the mesh handler;
 //! - [`public`], [`session`]: the public listener, then one connection's life;
+//! - [`admission`]: the edge's checks of a new connection (origin, per-address
+//!   limits) and the slot an admitted connection holds;
 //! - [`control`]: the control listener, and [`group_control`] its group routes;
 //! - [`liveness`]: the per-shard sweep of pings, timeouts and stalls;
 //! - [`report`]: `--stats-interval` lines and the `SIGUSR1` table.
 
+pub mod admission;
 pub mod control;
 pub mod group_control;
 pub mod groups;
@@ -101,6 +104,7 @@ pub async fn run(start: ShardStart) {
         listener::into_listener(control),
     ));
     let liveness_task = glommio::spawn_local(liveness::sweep(shard.clone()));
+    let forget_task = glommio::spawn_local(admission::forget_idle_addresses(shard.clone()));
     let report_task = match config.observability.stats_interval {
         Some(interval) if id == 0 => {
             Some(glommio::spawn_local(report::run(shard.clone(), interval)))
@@ -146,6 +150,7 @@ pub async fn run(start: ShardStart) {
     }
     drop(control_task);
     drop(liveness_task);
+    drop(forget_task);
     drop(report_task);
     shard.api.close();
     shard.calls.abandon_all();

@@ -1,11 +1,13 @@
 //! The one message type that crosses shards.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use ws2api_shards::Handoff;
 
 use crate::client_id::ClientId;
+use crate::edge::Refusal;
 use crate::group::{Audience, GroupName};
 use crate::http::upgrade::Upgrade;
 use crate::stats::ShardStats;
@@ -20,6 +22,15 @@ pub enum ShardMsg {
         socket: Handoff,
         /// The request, parsed once (boxed: the other messages stay small).
         upgrade: Box<Upgrade>,
+        /// The client address counted for it in the per-address table, whose count
+        /// the adopting shard now holds.
+        address: Option<IpAddr>,
+    },
+    /// A connection counted for `ip` (on the receiving shard, which owns the address)
+    /// ended. No reply.
+    Release {
+        /// The client address.
+        ip: IpAddr,
     },
     /// A request for the owner of a client (or for any shard's stats); answer with `Reply`.
     Call {
@@ -102,6 +113,13 @@ pub enum Op {
         /// The group, or everyone.
         audience: Audience,
     },
+    /// Count a new connection from `ip` (the receiving shard owns the address).
+    Admit {
+        /// The client address.
+        ip: IpAddr,
+    },
+    /// Whether the receiving shard's outbound budget has room (`/readyz`).
+    Ready,
 }
 
 /// The outcome of an [`Op`].
@@ -125,6 +143,10 @@ pub enum OpReply {
     },
     /// Members counted on one shard.
     Count(u64),
+    /// Counted, or refused by a per-address limit.
+    Admission(Result<(), Refusal>),
+    /// The shard's outbound budget has room for one client's full queue.
+    Ready(bool),
 }
 
 /// What happened to a join or leave.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use ws2api_shards::calls::Reply;
 
+use super::admission::AddressSlot;
 use super::{public, Client, Delivery, Membership, Op, OpReply, Shard, ShardMsg};
 use crate::client_id::ClientId;
 use crate::group::Audience;
@@ -29,10 +30,14 @@ impl Shard {
                 let delivery = match self.conn(&client) {
                     None => Delivery::NotFound,
                     Some(conn) => {
-                        match conn.send(&payload, binary, self.config.limits.max_outbound_bytes) {
+                        match conn.push(&payload, binary, self.config.limits.max_outbound_bytes) {
                             Ok(()) => Delivery::Done,
                             Err(PushError::Closed) => Delivery::NotFound,
                             Err(PushError::Full) => Delivery::Full,
+                            Err(PushError::OverBudget) => {
+                                self.count_refusal("outbound_budget");
+                                Delivery::Full
+                            }
                         }
                     }
                 };
@@ -92,6 +97,13 @@ impl Shard {
                 Audience::Everyone => self.table.borrow().len() as u64,
                 Audience::Group(group) => self.groups.borrow().count(group) as u64,
             }),
+            Op::Admit { ip } => {
+                let admitted = self.addresses.borrow_mut().admit(ip, Instant::now());
+                OpReply::Admission(admitted)
+            }
+            Op::Ready => {
+                OpReply::Ready(!self.budget.exhausted(self.config.limits.max_outbound_bytes))
+            }
         }
     }
 
@@ -112,7 +124,7 @@ impl Shard {
         }
         let frame: Rc<[u8]> = Rc::from(encoded);
         let limit = self.config.limits.max_outbound_bytes;
-        let (mut queued, mut full) = (0u64, 0u64);
+        let (mut queued, mut full, mut over_budget) = (0u64, 0u64, 0u64);
         let mut deliver = |entry: &Client| {
             if except.is_some_and(|id| *id == entry.conn.client_id) {
                 return;
@@ -120,6 +132,10 @@ impl Shard {
             match entry.conn.send_shared(&frame, limit) {
                 Ok(()) => queued += 1,
                 Err(PushError::Full) => full += 1,
+                Err(PushError::OverBudget) => {
+                    full += 1;
+                    over_budget += 1;
+                }
                 Err(PushError::Closed) => {}
             }
         };
@@ -137,6 +153,9 @@ impl Shard {
         stats.broadcasts += 1;
         stats.broadcast_queued += queued;
         stats.broadcast_full += full;
+        if over_budget > 0 {
+            *stats.refused.entry("outbound_budget").or_default() += over_budget;
+        }
         stats.messages_out += queued;
         stats.bytes_out += queued * payload.len() as u64;
         (queued, full)
@@ -146,6 +165,10 @@ impl Shard {
     fn local_stats(&self) -> ShardStats {
         let mut snapshot = self.stats.borrow().clone();
         snapshot.api_connections = self.api.open_connections() as u64;
+        snapshot.throttled = self.throttled.get();
+        snapshot.tracked_addresses = self.addresses.borrow().len() as u64;
+        snapshot.outbound_queued_bytes = self.budget.used() as u64;
+        snapshot.outbound_budget_bytes = self.budget.limit() as u64;
         let groups = self.groups.borrow();
         snapshot.groups = groups.len() as u64;
         snapshot.group_memberships = groups.memberships() as u64;
@@ -275,14 +298,22 @@ impl Shard {
     /// Handles one message from the mesh. Never blocks: anything that waits is spawned.
     pub fn on_mesh(self: &Rc<Self>, _from: usize, msg: ShardMsg) {
         match msg {
-            ShardMsg::Adopt { socket, upgrade } => {
+            ShardMsg::Adopt {
+                socket,
+                upgrade,
+                address,
+            } => {
                 let pass = self.gate.enter();
+                let slot = address.map(|ip| AddressSlot::adopt(self, ip));
                 let shard = self.clone();
                 glommio::spawn_local(async move {
                     let (stream, peer, leftover) = socket.into_stream();
-                    public::upgrade(shard, stream, peer, *upgrade, leftover, pass).await;
+                    public::upgrade(shard, stream, peer, *upgrade, leftover, pass, slot).await;
                 })
                 .detach();
+            }
+            ShardMsg::Release { ip } => {
+                self.addresses.borrow_mut().release(ip, Instant::now());
             }
             ShardMsg::Call {
                 from,

@@ -9,6 +9,7 @@ use futures_lite::AsyncWriteExt;
 use glommio::net::{TcpListener, TcpStream};
 use ws2api_shards::{listener, Handoff, Pass};
 
+use super::admission::{self, AddressSlot};
 use super::session;
 use super::{Shard, ShardMsg};
 use crate::api::contract::{Connect, ConnectVerdict, EventAnswer, Who};
@@ -76,13 +77,20 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
         Ok(checked) => checked,
         Err(error) => return refuse(&shard, &mut stream, &error).await,
     };
+    if let Err(error) = admission::check_origin(&shard, &upgrade.head) {
+        return refuse(&shard, &mut stream, &error).await;
+    }
+    let slot = match admission::admit_address(&shard, peer.ip()).await {
+        Ok(slot) => slot,
+        Err(error) => return refuse(&shard, &mut stream, &error).await,
+    };
     // Exactly what the client sent behind its head (usually nothing, so no allocation):
     // it lives as long as the connection.
     let leftover = buf.split_off(head_len);
     drop(buf);
     let owner = shard.owner_of(&upgrade.client);
     if owner == shard.id {
-        return self::upgrade(shard, stream, peer, upgrade, leftover, pass).await;
+        return self::upgrade(shard, stream, peer, upgrade, leftover, pass, slot).await;
     }
     shard.stats.borrow_mut().handoffs += 1;
     match Handoff::new(stream, peer, leftover) {
@@ -90,6 +98,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
             let msg = ShardMsg::Adopt {
                 socket,
                 upgrade: Box::new(upgrade),
+                address: slot.map(AddressSlot::hand_over),
             };
             if shard.mesh.send(owner, msg).await.is_err() {
                 log::warn!("shard {}: shard {owner} is gone", shard.id);
@@ -104,18 +113,22 @@ async fn refuse(shard: &Shard, stream: &mut TcpStream, error: &Error) {
     let status = error.status();
     log::debug!("shard {}: upgrade refused with {status}: {error}", shard.id);
     shard.stats.borrow_mut().upgrades_refused += 1;
+    if let Some(reason) = error.edge_reason() {
+        shard.count_refusal(reason);
+    }
     if error.unanswerable() {
         // Gone, or not speaking our protocol at all: nothing to answer.
         return;
     }
     let extra = error.extra_headers();
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let mut out = Vec::with_capacity(160);
     let body = format!("{}\n", response::reason(status));
     response::write_response(
         &mut out,
         status,
         Some("text/plain"),
-        extra,
+        &extra,
         body.as_bytes(),
         false,
     );
@@ -128,7 +141,8 @@ async fn refuse(shard: &Shard, stream: &mut TcpStream, error: &Error) {
 }
 
 /// On the owning shard: asks the API server, answers, and starts the connection.
-/// `leftover` are the bytes the client sent behind its request head.
+/// `leftover` are the bytes the client sent behind its request head; `slot` its count
+/// in the per-address table, held for the connection's life.
 pub async fn upgrade(
     shard: Rc<Shard>,
     mut stream: TcpStream,
@@ -136,6 +150,7 @@ pub async fn upgrade(
     upgrade: Upgrade,
     leftover: Vec<u8>,
     pass: Pass,
+    slot: Option<AddressSlot>,
 ) {
     let admitted = if shard.draining() {
         Err(Error::Draining)
@@ -187,7 +202,13 @@ pub async fn upgrade(
     drop(head);
     let mut first = Vec::with_capacity(160);
     response::write_switching_protocols(&mut first, &accept, protocol.as_deref());
-    let conn = Rc::new(Conn::new(client.clone(), conn_id, peer, first));
+    let conn = Rc::new(Conn::new(
+        client.clone(),
+        conn_id,
+        peer,
+        first,
+        shard.budget.clone(),
+    ));
     let (key, replaced) = shard.admit(client, conn.clone());
     shard.stats.borrow_mut().connections_opened += 1;
     // Groups the Connect answer joins take effect before the 101 goes out: a broadcast
@@ -210,7 +231,15 @@ pub async fn upgrade(
         conn.close(1001, "shutdown");
     }
     bound_kernel_send_buffer(&stream, shard.config.limits.max_outbound_bytes);
-    glommio::spawn_local(session::serve(shard, stream, conn, key, leftover, pass)).detach();
+    glommio::spawn_local(session::serve(
+        shard,
+        stream,
+        conn,
+        key,
+        leftover,
+        (pass, slot),
+    ))
+    .detach();
 }
 
 /// Caps the kernel's send buffer of a client socket at a quarter of

@@ -8,9 +8,12 @@ use std::time::Duration;
 use glommio::net::TcpStream;
 use ws2api_shards::{Key, Pass};
 
+use super::admission::AddressSlot;
+
 use super::Shard;
 use crate::api::contract::{self, EventAnswer, Who};
 use crate::api::ApiError;
+use crate::edge::Rate;
 use crate::ws::codec::{server_may_send, WsDecoder};
 use crate::ws::connection::{self, Limits};
 use crate::ws::{Conn, Ended, InFlight, Message, PushError};
@@ -23,19 +26,22 @@ pub const DISCONNECT_ATTEMPTS: u32 = 8;
 const DISCONNECT_BACKOFF: Duration = Duration::from_millis(200);
 const DISCONNECT_BACKOFF_CAP: Duration = Duration::from_secs(5);
 
-/// Serves one accepted connection until it ends and its Disconnect is sent.
+/// Serves one accepted connection until it ends and its Disconnect is sent. `_held`:
+/// its pass of the shard's gate and its per-address count, both given back at the end.
 pub async fn serve(
     shard: Rc<Shard>,
     mut stream: TcpStream,
     conn: Rc<Conn>,
     key: Key,
     leftover: Vec<u8>,
-    _pass: Pass,
+    _held: (Pass, Option<AddressSlot>),
 ) {
     let decoder = WsDecoder::new(shard.config.limits.max_message_size);
     let limits = Limits {
         max_inflight: shard.config.limits.max_inflight_per_client,
         max_outbound: shard.config.limits.max_outbound_bytes,
+        message_rate: Rate::per_second(shard.config.edge.max_message_rate),
+        throttled: &shard.throttled,
     };
     let on_message =
         |inflight: InFlight, message: Message| post_message(&shard, key, inflight, message);
@@ -121,7 +127,8 @@ fn post_message(shard: &Rc<Shard>, key: Key, inflight: InFlight, message: Messag
                         }
                         // It keeps sending but reads nothing: its answers cannot go anywhere.
                         Err(PushError::Full) => conn.close(1008, "send queue full"),
-                        Err(PushError::Closed) => {}
+                        // Answers are not held to the outbound budget.
+                        Err(PushError::Closed | PushError::OverBudget) => {}
                     }
                 }
                 if let Some(asked) = close {

@@ -2,6 +2,7 @@
 //! the mesh. It lives in an `Rc` on its executor and never crosses threads.
 
 use std::cell::{Cell, RefCell};
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,9 +16,11 @@ use crate::api::contract::GroupChanges;
 use crate::api::{Answer, ApiError, ApiMethod, ApiPool, ApiRequest};
 use crate::client_id::ClientId;
 use crate::config::Config;
+use crate::edge::{Addresses, Rate};
 use crate::group::GroupName;
 use crate::logger::RateLimited;
 use crate::stats::ShardStats;
+use crate::ws::budget::Budget;
 use crate::ws::Conn;
 
 /// A connection's entry in its shard's table.
@@ -57,6 +60,14 @@ pub struct Shard {
     pub upstream_log: RateLimited,
     /// Bounds the log lines about group names skipped in API answers.
     pub group_log: RateLimited,
+    /// This shard's share of `--max-outbound-total`, which every queue of its
+    /// connections counts in.
+    pub budget: Rc<Budget>,
+    /// The client addresses this shard owns (by hash of the address), for the
+    /// per-address limits; empty while they are off.
+    pub addresses: RefCell<Addresses>,
+    /// Times one of this shard's clients waited for `--max-message-rate`.
+    pub throttled: Cell<u64>,
     draining: Cell<bool>,
     /// Closed when the shard starts draining: accept loops wait on it to stop.
     stopping: Semaphore,
@@ -67,6 +78,13 @@ pub struct Shard {
 impl Shard {
     /// Shard `id` of the gateway, with its end of the mesh; `boot` names the process.
     pub fn new(id: usize, config: Arc<Config>, mesh: MeshSender<ShardMsg>, boot: u64) -> Shard {
+        let edge = &config.edge;
+        let budget = Budget::new(edge.max_outbound_total / mesh.shards());
+        let addresses = Addresses::new(
+            edge.max_tracked_ips / mesh.shards(),
+            edge.max_connections_per_ip,
+            Rate::per_second(edge.connect_rate_per_ip),
+        );
         Shard {
             id,
             count: mesh.shards(),
@@ -81,6 +99,9 @@ impl Shard {
             gate: Gate::default(),
             upstream_log: RateLimited::new(10, Duration::from_secs(1)),
             group_log: RateLimited::new(10, Duration::from_secs(1)),
+            budget,
+            addresses: RefCell::new(addresses),
+            throttled: Cell::new(0),
             draining: Cell::new(false),
             stopping: Semaphore::new(0),
             conn_seq: Cell::new(0),
@@ -126,6 +147,19 @@ impl Shard {
     /// The shard that owns `client`.
     pub fn owner_of(&self, client: &ClientId) -> usize {
         shard_of(client.as_bytes(), self.count)
+    }
+
+    /// The shard whose per-address table counts `ip`.
+    pub fn owner_of_address(&self, ip: IpAddr) -> usize {
+        match Addresses::key(ip) {
+            IpAddr::V4(v4) => shard_of(&v4.octets(), self.count),
+            IpAddr::V6(v6) => shard_of(&v6.octets(), self.count),
+        }
+    }
+
+    /// Counts a refusal by an edge limit under its `reason` label.
+    pub fn count_refusal(&self, reason: &'static str) {
+        *self.stats.borrow_mut().refused.entry(reason).or_default() += 1;
     }
 
     /// True once the orderly stop began.

@@ -160,6 +160,17 @@ pub struct ShardStats {
     /// Group names in `X-Group-Join` / `X-Group-Leave` skipped: bad, `*`, or beyond
     /// `--max-groups-per-client`.
     pub group_names_skipped: u64,
+    /// Upgrades and pushes refused by an edge limit, by reason (`origin`,
+    /// `ip_connections`, `ip_rate`, `ip_table_full`, `outbound_budget`).
+    pub refused: std::collections::BTreeMap<&'static str, u64>,
+    /// Times a client's next message waited for `--max-message-rate`.
+    pub throttled: u64,
+    /// Client addresses in this shard's per-address table (gauge).
+    pub tracked_addresses: u64,
+    /// Bytes queued to this shard's clients (gauge).
+    pub outbound_queued_bytes: u64,
+    /// This shard's share of `--max-outbound-total` (gauge).
+    pub outbound_budget_bytes: u64,
     /// Latency distributions.
     pub latency: Latencies,
 }
@@ -203,6 +214,13 @@ impl Fold for ShardStats {
         self.broadcasts += o.broadcasts;
         self.broadcast_queued += o.broadcast_queued;
         self.broadcast_full += o.broadcast_full;
+        for (reason, n) in &o.refused {
+            *self.refused.entry(reason).or_default() += n;
+        }
+        self.throttled += o.throttled;
+        self.tracked_addresses += o.tracked_addresses;
+        self.outbound_queued_bytes += o.outbound_queued_bytes;
+        self.outbound_budget_bytes += o.outbound_budget_bytes;
         self.group_names_skipped += o.group_names_skipped;
         self.latency.fold(&o.latency);
     }

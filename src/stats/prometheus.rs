@@ -20,6 +20,15 @@ pub fn render_reference(total: &ShardStats) -> String {
 /// Quantiles every latency summary reports.
 pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 
+/// The `reason` labels of `ws2api_refused_total`, each shown even at 0.
+pub const REFUSAL_REASONS: [&str; 5] = [
+    "origin",
+    "ip_connections",
+    "ip_rate",
+    "ip_table_full",
+    "outbound_budget",
+];
+
 /// Prometheus text exposition of every shard's counters (control `GET /metrics`).
 /// The reference counters appear as process totals under their own names; the rest
 /// per shard with a `shard` label under `ws2api_` names.
@@ -64,7 +73,7 @@ pub fn render_prometheus(shards: &[ShardStats]) -> String {
         );
     }
     type Getter = fn(&ShardStats) -> u64;
-    let per_shard: [(&str, &str, &str, Getter); 20] = [
+    let per_shard: [(&str, &str, &str, Getter); 24] = [
         (
             "ws2api_connections_opened_total",
             "counter",
@@ -185,6 +194,30 @@ pub fn render_prometheus(shards: &[ShardStats]) -> String {
             "Names in X-Group-Join / X-Group-Leave answers skipped (bad, '*', or beyond --max-groups-per-client).",
             |s| s.group_names_skipped,
         ),
+        (
+            "ws2api_throttled_total",
+            "counter",
+            "Times a client's next message waited for --max-message-rate (its socket not read meanwhile).",
+            |s| s.throttled,
+        ),
+        (
+            "ws2api_tracked_addresses",
+            "gauge",
+            "Client addresses in this shard's per-address table (--max-connections-per-ip, --connect-rate-per-ip).",
+            |s| s.tracked_addresses,
+        ),
+        (
+            "ws2api_outbound_queued_bytes",
+            "gauge",
+            "Bytes queued to this shard's clients, counted against --max-outbound-total.",
+            |s| s.outbound_queued_bytes,
+        ),
+        (
+            "ws2api_outbound_budget_bytes",
+            "gauge",
+            "This shard's share of --max-outbound-total.",
+            |s| s.outbound_budget_bytes,
+        ),
     ];
     for (name, kind, help, get) in per_shard {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -222,6 +255,20 @@ pub fn render_prometheus(shards: &[ShardStats]) -> String {
             let _ = writeln!(
                 out,
                 "{name}{{shard=\"{shard}\",outcome=\"{outcome}\"}} {value}"
+            );
+        }
+    }
+    let name = "ws2api_refused_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Upgrades and pushes refused by an edge limit, by reason.\n# TYPE {name} counter"
+    );
+    for (shard, stats) in shards.iter().enumerate() {
+        for reason in REFUSAL_REASONS {
+            let value = stats.refused.get(reason).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{name}{{shard=\"{shard}\",reason=\"{reason}\"}} {value}"
             );
         }
     }

@@ -24,15 +24,18 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
+use glommio::timer::Timer;
 use nix::sys::socket::MsgFlags;
 
+use super::budget::Budget;
 use super::codec::{self, WsDecoder, WsError, WsEvent};
 use super::outbox::Outbox;
 use crate::client_id::ClientId;
+use crate::edge::{Bucket, Rate};
 
 /// How long a closing connection waits for the peer's close frame or EOF.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -71,6 +74,8 @@ pub enum PushError {
     Closed,
     /// The outbound queue is over its bound.
     Full,
+    /// The shard's share of `--max-outbound-total` has no room for it.
+    OverBudget,
 }
 
 /// The shared part of a connection: what the shard and its tasks may touch.
@@ -106,14 +111,21 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// A new connection whose first outbound bytes are `first` (the 101 answer).
-    pub fn new(client_id: ClientId, conn_id: Box<str>, peer: SocketAddr, first: Vec<u8>) -> Conn {
+    /// A new connection whose first outbound bytes are `first` (the 101 answer); what
+    /// it queues counts in `budget`.
+    pub fn new(
+        client_id: ClientId,
+        conn_id: Box<str>,
+        peer: SocketAddr,
+        first: Vec<u8>,
+        budget: Rc<Budget>,
+    ) -> Conn {
         Conn {
             client_id,
             conn_id,
             peer,
             connected_at: SystemTime::now(),
-            out: RefCell::new(Outbox::new(first)),
+            out: RefCell::new(Outbox::new(first, budget)),
             fd: Cell::new(None),
             waker: RefCell::new(None),
             close: RefCell::new(None),
@@ -132,8 +144,26 @@ impl Conn {
 
     /// Queues one message (text or binary frame) to the client, unless the bytes
     /// already queued plus this one would pass `limit` (`--max-outbound-bytes`); an
-    /// empty queue takes any one message.
+    /// empty queue takes any one message. An answer to the client's own message: the
+    /// outbound budget does not refuse it (`max_inflight` bounds those already).
     pub fn send(&self, payload: &[u8], binary: bool, limit: usize) -> Result<(), PushError> {
+        self.queue_message(payload, binary, limit, false)
+    }
+
+    /// [`Conn::send`] for a push: also refused while the shard's outbound budget has
+    /// no room for it (a message the socket takes at once is never queued, so it
+    /// needs none).
+    pub fn push(&self, payload: &[u8], binary: bool, limit: usize) -> Result<(), PushError> {
+        self.queue_message(payload, binary, limit, true)
+    }
+
+    fn queue_message(
+        &self,
+        payload: &[u8],
+        binary: bool,
+        limit: usize,
+        budgeted: bool,
+    ) -> Result<(), PushError> {
         if self.closing.get() {
             return Err(PushError::Closed);
         }
@@ -145,12 +175,30 @@ impl Conn {
                 self.refused.set(true);
                 return Err(PushError::Full);
             }
-            let frame = out.own();
-            if binary {
-                codec::encode_binary(frame, payload);
-            } else {
-                codec::encode_text(frame, payload);
+            if budgeted && !out.budget().has_room(payload.len()) {
+                if !was_empty {
+                    return Err(PushError::OverBudget);
+                }
+                // Nothing queued: it may still go out at once, needing no budget.
+                let mut frame = Vec::with_capacity(payload.len() + 10);
+                encode_message(&mut frame, payload, binary);
+                let at = self.fd.get().map_or(0, |fd| self.write_some(fd, &frame));
+                if at < frame.len() {
+                    // Part of a frame cannot be taken back: what the socket took stays
+                    // taken, and the rest must follow it.
+                    if at == 0 {
+                        return Err(PushError::OverBudget);
+                    }
+                    out.push_own(|buf| buf.extend_from_slice(&frame[at..]));
+                }
+                drop(out);
+                self.messages_out.set(self.messages_out.get() + 1);
+                if at < frame.len() {
+                    self.wake();
+                }
+                return Ok(());
             }
+            out.push_own(|frame| encode_message(frame, payload, binary));
             was_empty
         };
         self.messages_out.set(self.messages_out.get() + 1);
@@ -170,15 +218,22 @@ impl Conn {
                 // Straight from the shared frame: no queue entry, no reference taken,
                 // when the socket takes it whole (the common case of a broadcast).
                 let at = self.fd.get().map_or(0, |fd| self.write_some(fd, frame));
+                if at == 0 && !out.budget().has_room(frame.len()) {
+                    return Err(PushError::OverBudget);
+                }
                 self.messages_out.set(self.messages_out.get() + 1);
                 if at == frame.len() {
                     return Ok(());
                 }
+                // The rest of a frame begun must follow, budget or not.
                 out.push_shared_from(frame.clone(), at);
             } else {
                 if out.len().saturating_add(frame.len()) > limit {
                     self.refused.set(true);
                     return Err(PushError::Full);
+                }
+                if !out.budget().has_room(frame.len()) {
+                    return Err(PushError::OverBudget);
                 }
                 out.push_shared(frame.clone());
                 self.messages_out.set(self.messages_out.get() + 1);
@@ -234,7 +289,7 @@ impl Conn {
         if out.len() >= limit {
             self.refused.set(true);
         } else {
-            codec::encode_pong(out.own(), payload);
+            out.push_own(|buf| codec::encode_pong(buf, payload));
         }
     }
 
@@ -313,7 +368,9 @@ impl Conn {
         match ticks {
             1 => Liveness::Alive,
             2 => {
-                codec::encode_ping(self.out.borrow_mut().own(), b"");
+                self.out
+                    .borrow_mut()
+                    .push_own(|buf| codec::encode_ping(buf, b""));
                 self.wake();
                 Liveness::Pinged
             }
@@ -416,11 +473,16 @@ enum Step {
 
 /// Limits of the loop.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct Limits<'a> {
     /// Messages handed on whose [`InFlight`] is not dropped yet before reading stops.
     pub max_inflight: usize,
     /// `--max-outbound-bytes`: also bounds the pongs a client's pings queue.
     pub max_outbound: usize,
+    /// `--max-message-rate`: messages handed on per second (burst as many); beyond
+    /// it the loop neither hands on nor reads until the rate allows.
+    pub message_rate: Option<Rate>,
+    /// Counts each time a message had to wait for the rate.
+    pub throttled: &'a Cell<u64>,
 }
 
 /// Runs the connection until it ends; returns how it ended. The closing steps are
@@ -434,13 +496,16 @@ pub async fn run(
     mut decoder: WsDecoder,
     initial: &[u8],
     read_buf: &RefCell<Vec<u8>>,
-    limits: Limits,
+    limits: Limits<'_>,
     on_message: &dyn Fn(InFlight, Message),
 ) -> Ended {
     conn.fd.set(Some(stream.as_raw_fd()));
     let _detach = Detach(conn);
     let mut events = Vec::new();
     let mut queue: VecDeque<Message> = VecDeque::new();
+    // The rate's bucket, and while a message waits for it, the timer that ends the wait.
+    let mut bucket = limits.message_rate.map(|_| Bucket::new(Instant::now()));
+    let mut throttle: Option<Timer> = None;
     let mut violation = if initial.is_empty() {
         None
     } else {
@@ -457,14 +522,16 @@ pub async fn run(
                     conn.closing.set(true);
                     let ended = match frame {
                         Some((code, reason)) => {
-                            let mut out = conn.out.borrow_mut();
-                            codec::encode_close(out.own(), code, &reason);
-                            drop(out);
+                            conn.out
+                                .borrow_mut()
+                                .push_own(|buf| codec::encode_close(buf, code, &reason));
                             Ended::new(code, reason)
                         }
                         None => {
                             // No status in the client's close: echo an empty close frame.
-                            conn.out.borrow_mut().own().extend_from_slice(&[0x88, 0x00]);
+                            conn.out
+                                .borrow_mut()
+                                .push_own(|buf| buf.extend_from_slice(&[0x88, 0x00]));
                             Ended::new(1005, "")
                         }
                     };
@@ -473,7 +540,17 @@ pub async fn run(
                 }
             }
         }
-        while conn.inflight.get() < limits.max_inflight {
+        while conn.inflight.get() < limits.max_inflight && throttle.is_none() {
+            if queue.is_empty() {
+                break;
+            }
+            if let (Some(rate), Some(bucket)) = (limits.message_rate, bucket.as_mut()) {
+                if let Err(wait) = bucket.take(rate, Instant::now()) {
+                    limits.throttled.set(limits.throttled.get() + 1);
+                    throttle = Some(Timer::new(wait));
+                    break;
+                }
+            }
             let Some(message) = queue.pop_front() else {
                 break;
             };
@@ -498,7 +575,11 @@ pub async fn run(
                 &mut decoder,
                 read_buf,
                 &mut events,
-                (queued, limits.max_inflight),
+                Waiting {
+                    queued,
+                    max_inflight: limits.max_inflight,
+                    throttle: &mut throttle,
+                },
             )
         })
         .await;
@@ -520,6 +601,14 @@ pub async fn run(
     }
 }
 
+fn encode_message(frame: &mut Vec<u8>, payload: &[u8], binary: bool) {
+    if binary {
+        codec::encode_binary(frame, payload);
+    } else {
+        codec::encode_text(frame, payload);
+    }
+}
+
 /// Forgets the socket's descriptor when [`run`] returns (before its caller closes it).
 struct Detach<'a>(&'a Conn);
 
@@ -529,9 +618,19 @@ impl Drop for Detach<'_> {
     }
 }
 
+/// What waits to be handed on, for [`poll_step`].
+struct Waiting<'a> {
+    /// Messages decoded and not handed on yet.
+    queued: usize,
+    /// The bound on messages in flight.
+    max_inflight: usize,
+    /// While the message rate makes the next message wait: the end of the wait.
+    throttle: &'a mut Option<Timer>,
+}
+
 /// One wakeup: write what is queued, notice a close request, hand on a queued
-/// message once an earlier one is done, or read when nothing waits.
-/// `(queued, max_inflight)`: messages waiting to be handed on, and the bound.
+/// message once an earlier one is done and the rate allows (the throttle's timer
+/// running out), or read when nothing waits.
 fn poll_step(
     cx: &mut Context<'_>,
     stream: &mut TcpStream,
@@ -539,8 +638,13 @@ fn poll_step(
     decoder: &mut WsDecoder,
     read_buf: &RefCell<Vec<u8>>,
     events: &mut Vec<WsEvent>,
-    (queued, max_inflight): (usize, usize),
+    waiting: Waiting<'_>,
 ) -> Poll<Step> {
+    let Waiting {
+        queued,
+        max_inflight,
+        throttle,
+    } = waiting;
     {
         let mut out = conn.out.borrow_mut();
         while !out.is_empty() {
@@ -560,7 +664,13 @@ fn poll_step(
     if let Some(ended) = conn.close.borrow_mut().take() {
         return Poll::Ready(Step::CloseRequested(ended));
     }
-    let room = conn.inflight.get() < max_inflight;
+    if let Some(timer) = throttle.as_mut() {
+        if Pin::new(timer).poll(cx).is_ready() {
+            *throttle = None;
+            return Poll::Ready(Step::Events);
+        }
+    }
+    let room = conn.inflight.get() < max_inflight && throttle.is_none();
     if room && queued > 0 {
         return Poll::Ready(Step::Events);
     }
@@ -602,7 +712,7 @@ async fn close_with(stream: &mut TcpStream, conn: &Conn, code: u16, reason: &str
                 // X-Close-Code still sends its answer first.)
                 out.clear();
             }
-            codec::encode_close(out.own(), code, reason);
+            out.push_own(|buf| codec::encode_close(buf, code, reason));
         }
         Box::pin(finish_close(stream, conn, true)).await;
     }
@@ -613,7 +723,7 @@ async fn close_with(stream: &mut TcpStream, conn: &Conn, code: u16, reason: &str
 /// the close, drains the peer's remaining bytes until EOF so that our close frame is
 /// not lost to a reset. Bounded by [`CLOSE_GRACE`].
 async fn finish_close(stream: &mut TcpStream, conn: &Conn, drain: bool) {
-    let out = std::mem::take(&mut *conn.out.borrow_mut()).to_vec();
+    let out = conn.out.borrow_mut().take_all();
     let work = async {
         stream.write_all(&out).await?;
         stream.flush().await?;
@@ -637,6 +747,7 @@ mod tests {
             "c1".into(),
             "127.0.0.1:1".parse().unwrap(),
             Vec::new(),
+            Budget::unlimited(),
         )
     }
 

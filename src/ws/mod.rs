@@ -1,5 +1,7 @@
-//! A client socket after 101: the sans-IO frame codec and the per-connection loop.
+//! A client socket after 101: the sans-IO frame codec, the per-connection loop, its
+//! outbound queue and the shard's budget for all such queues.
 
+pub mod budget;
 pub mod codec;
 pub mod connection;
 pub mod outbox;
