@@ -9,7 +9,7 @@
 //!
 //! - `main.rs`: thin: flags → validated [`config::Config`] → [`server::Gateway`].
 //! - [`cli`], [`config`]: clap flags, then a typed and validated configuration, grouped
-//!   by who takes it (`limits`, `api`, `control`, `observability`); `config/parse.rs`
+//!   by who takes it (`limits`, `edge`, `api`, `control`, `observability`); `config/parse.rs`
 //!   holds the value parsers, `config/api_url.rs` the API URL. `config` imports `cli`,
 //!   never the other way.
 //! - [`client_id`]: the ClientId newtype (validation).
@@ -21,7 +21,12 @@
 //!   and what its answer means), `request.rs` (encoding), `answer.rs` (the sans-IO
 //!   answer decoder), `pool.rs` (the per-shard keep-alive pool, `ApiError`).
 //! - [`ws`]: a client socket after 101: `codec.rs` (frames), `connection.rs` (the
-//!   per-connection loop and the in-flight guard).
+//!   per-connection loop and the in-flight guard), `outbox.rs` (its queue, written
+//!   straight to the socket when it can be), `budget.rs` (the shard's share of
+//!   `--max-outbound-total`).
+//! - [`edge`]: sans-IO limits for a public edge: `origin.rs` (`--allowed-origins`),
+//!   `rate.rs` (the bucket behind every rate), `addresses.rs` (the per-address table a
+//!   shard keeps for the addresses it owns).
 //! - [`shard`]: per-core state (`state.rs`), the operations it carries out for others
 //!   (`ops.rs`), accept loops, control routes, the liveness sweep, the one message
 //!   type that crosses shards ([`shard::ShardMsg`]).
@@ -42,8 +47,9 @@
 //! (`ws2api-load`, `ws2api-bench-api`) are the `ws2api-load` crate in `load/`.
 //!
 //! Dependencies point one way: `main → server → shard → (error, stats) → (api → http, ws)
-//! → (config → cli, client_id, side, logger)`; `tests/layering.rs` fails if `http`, `api`
-//! or `ws` imports `shard` or `error`, or if `ws2api-shards` names HTTP or WebSocket.
+//! → (config → cli, client_id, side, logger) → edge`; `tests/layering.rs` fails if `http`,
+//! `api`, `ws` or `edge` imports `shard` or `error`, if `edge` imports anything of the
+//! gateway, or if `ws2api-shards` names HTTP or WebSocket.
 
 pub mod api;
 pub mod cli;

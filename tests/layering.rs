@@ -1,6 +1,7 @@
-//! The layering rule, checked on the source: `http`, `api` and `ws` never import the
-//! gateway's `shard` module, and the `ws2api-shards` substrate knows nothing of HTTP or
-//! WebSocket (nor of the gateway built on it).
+//! The layering rule, checked on the source: `http`, `api`, `ws` and `edge` never import
+//! the gateway's `shard` module, `edge` (the sans-IO edge limits) imports nothing of the
+//! gateway at all, and the `ws2api-shards` substrate knows nothing of HTTP or WebSocket
+//! (nor of the gateway built on it).
 //!
 //! Only code is read: comments are cut off, and only paths (`a::b`) and `use` / `extern
 //! crate` items are looked at, so prose that mentions a layer is no violation.
@@ -198,7 +199,10 @@ fn violations(dirs: &[&str], rule: fn(&str) -> Option<String>) -> Vec<String> {
 
 #[test]
 fn http_api_and_ws_never_import_the_shard_module() {
-    let found = violations(&["src/http", "src/api", "src/ws"], reaches_shard);
+    let found = violations(
+        &["src/http", "src/api", "src/ws", "src/edge"],
+        reaches_shard,
+    );
     assert!(
         found.is_empty(),
         "dependencies point one way (shard -> http, api, ws):\n{}",
@@ -208,10 +212,31 @@ fn http_api_and_ws_never_import_the_shard_module() {
 
 #[test]
 fn http_api_and_ws_have_errors_of_their_own() {
-    let found = violations(&["src/http", "src/api", "src/ws"], reaches_error);
+    let found = violations(
+        &["src/http", "src/api", "src/ws", "src/edge"],
+        reaches_error,
+    );
     assert!(
         found.is_empty(),
         "each layer has its own error; crate::error gathers them (error -> http, api):\n{}",
+        found.join("\n")
+    );
+}
+
+/// Why `text` (an import or a path in `src/edge`) reaches another module of the gateway.
+fn leaves_edge(text: &str) -> Option<String> {
+    let segs = segments(text);
+    let outside = matches!(segs.first(), Some(&("crate" | "ws2api")))
+        && segs.get(1).is_some_and(|s| *s != "edge");
+    outside.then(|| format!("`{text}` reaches outside `edge`"))
+}
+
+#[test]
+fn the_edge_limits_are_a_leaf() {
+    let found = violations(&["src/edge"], leaves_edge);
+    assert!(
+        found.is_empty(),
+        "edge is sans-IO and below every layer that applies it:\n{}",
         found.join("\n")
     );
 }
@@ -275,6 +300,16 @@ fn the_checks_catch_what_they_should_and_only_that() {
             .iter()
             .any(|(_, text)| rule(text).is_some())
     };
+    assert!(caught("use crate::ws::Conn;\n", leaves_edge));
+    assert!(caught(
+        "fn f() { crate::config::Config::x(); }\n",
+        leaves_edge
+    ));
+    assert!(!caught(
+        "use crate::edge::rate::Rate;\nuse super::Bucket;\n",
+        leaves_edge
+    ));
+    assert!(!caught("use std::net::IpAddr;\n", leaves_edge));
     for bad in [
         "use crate::shard::ShardMsg;\n",
         "use crate::{\n    error::Side,\n    shard::ShardMsg,\n};\n",
