@@ -18,6 +18,8 @@
 # Every flag also reads LOAD_<FLAG> from the environment (LOAD_CONNECTIONS=19000 ...).
 # LOAD_GATEWAY_BIN=path runs another gateway binary with ws2api's flags in its place, e.g.
 # target/release/examples/floor_gateway (the epoll floor, see docs/BENCHMARKS.md).
+# LOAD_GATEWAY_ARGS="--flag value ..." adds gateway flags (split on spaces), e.g. the edge
+# limits: LOAD_GATEWAY_ARGS="--max-message-rate 100 --max-connections-per-ip 100000".
 # --smoke: 300 connections, 1 msg/s each plus 50 pushes/s for 4 s; fails unless 0 errors.
 # --broadcasts P: the bench API joins client i to group g<i mod K> (--groups K) and
 # ws2api-load POSTs P broadcasts/s (over all groups) to /groups/<g> from the ramp's end
@@ -135,6 +137,7 @@ say "results in $OUT"
     echo "cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
     echo "kernel $(uname -r)"
     echo "gateway $GATEWAY_BIN"
+    echo "gateway_args ${LOAD_GATEWAY_ARGS:-}"
     echo "connections $CONNECTIONS ramp $RAMP interval $INTERVAL duration $DURATION closed_loop $CLOSED_LOOP pushes $PUSHES workers $WORKERS shards $SHARDS api_threads $API_THREADS broadcasts $BROADCASTS groups $BGROUPS broadcast_size $BROADCAST_SIZE"
 } > "$OUT/run.txt"
 
@@ -170,8 +173,9 @@ wait_port() {
 "$BIN/ws2api-bench-api" --listen "$API_LISTEN" --threads "$API_THREADS" "${API_ARGS[@]}" 2> "$OUT/api.log" &
 API_PID=$!; PIDS+=("$API_PID")
 wait_port "$API_LISTEN"
+# shellcheck disable=SC2086 # LOAD_GATEWAY_ARGS is split into flags on purpose
 "$GATEWAY_BIN" --api-url "http://$API_LISTEN/" --listen "$LISTEN" --control-listen "$CONTROL_LISTEN" \
-    --shards "$SHARDS" --log-level info 2> "$OUT/gateway.log" &
+    --shards "$SHARDS" --log-level info ${LOAD_GATEWAY_ARGS:-} 2> "$OUT/gateway.log" &
 GW_PID=$!; PIDS+=("$GW_PID")
 wait_port "$LISTEN"
 wait_port "$CONTROL_LISTEN"
