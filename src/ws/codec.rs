@@ -494,6 +494,17 @@ pub fn encode_text(out: &mut Vec<u8>, payload: &[u8]) {
     encode_frame(out, OpCode::Data(Data::Text), payload);
 }
 
+/// Bytes of the unmasked frame that carries `payload_len` bytes of payload (RFC 6455
+/// 5.2: a 2-byte header, plus 2 or 8 bytes of extended length).
+pub fn frame_len(payload_len: usize) -> usize {
+    let header = match payload_len {
+        0..=125 => 2,
+        126..=0xffff => 4,
+        _ => 10,
+    };
+    header + payload_len
+}
+
 /// Appends an unmasked binary frame.
 pub fn encode_binary(out: &mut Vec<u8>, payload: &[u8]) {
     encode_frame(out, OpCode::Data(Data::Binary), payload);

@@ -167,20 +167,21 @@ impl Conn {
         if self.closing.get() {
             return Err(PushError::Closed);
         }
+        let frame_len = codec::frame_len(payload.len());
         let was_empty = {
             let mut out = self.out.borrow_mut();
             let was_empty = out.is_empty();
             // An empty queue takes any one message (its size is bounded elsewhere).
-            if !was_empty && out.len().saturating_add(payload.len()) > limit {
+            if !was_empty && out.len().saturating_add(frame_len) > limit {
                 self.refused.set(true);
                 return Err(PushError::Full);
             }
-            if budgeted && !out.budget().has_room(payload.len()) {
+            if budgeted && !out.budget().has_room(frame_len) {
                 if !was_empty {
                     return Err(PushError::OverBudget);
                 }
                 // Nothing queued: it may still go out at once, needing no budget.
-                let mut frame = Vec::with_capacity(payload.len() + 10);
+                let mut frame = Vec::with_capacity(frame_len);
                 encode_message(&mut frame, payload, binary);
                 let at = self.fd.get().map_or(0, |fd| self.write_some(fd, &frame));
                 if at < frame.len() {
@@ -872,6 +873,35 @@ mod tests {
         assert_eq!(c.send(b"late", false, usize::MAX), Err(PushError::Closed));
         assert!(c.fd.get().is_none());
         assert_eq!(drain(&mut theirs), b"");
+    }
+
+    #[test]
+    fn the_bounds_count_whole_frames() {
+        // 10 + 2 queued; a 2-byte payload is a 4-byte frame: 16 fits, 17 does not.
+        let c = conn();
+        c.send(&[b'x'; 10], false, 16).unwrap();
+        c.send(b"ab", false, 16).unwrap();
+        assert_eq!(c.queued_bytes(), 16);
+        assert_eq!(c.send(b"a", false, 16), Err(PushError::Full));
+        // The budget: 16 used of 19; a 2-byte push (4-byte frame) does not fit.
+        let budget = Budget::new(19);
+        let d = Conn::new(
+            ClientId::parse(b"bob").unwrap(),
+            "c2".into(),
+            "127.0.0.1:1".parse().unwrap(),
+            Vec::new(),
+            budget.clone(),
+        );
+        d.push(&[b'x'; 14], false, usize::MAX).unwrap();
+        assert_eq!(budget.used(), 16);
+        assert_eq!(d.push(b"ab", false, usize::MAX), Err(PushError::OverBudget));
+        d.push(b"a", false, usize::MAX).unwrap();
+        assert_eq!(budget.used(), 19);
+        // An answer is not held to the budget.
+        d.send(b"ab", false, usize::MAX).unwrap();
+        assert_eq!(budget.used(), 23);
+        drop(d);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

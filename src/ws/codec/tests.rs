@@ -727,3 +727,12 @@ fn apply_mask_matches_bytewise_at_every_length() {
         assert_eq!(fast, slow);
     }
 }
+
+#[test]
+fn frame_len_is_what_the_encoder_writes() {
+    for len in [0usize, 1, 125, 126, 127, 0xffff, 0x1_0000, 70_000] {
+        let mut out = Vec::new();
+        encode_binary(&mut out, &vec![0u8; len]);
+        assert_eq!(frame_len(len), out.len(), "payload {len}");
+    }
+}
