@@ -14,6 +14,8 @@
 //!   never the other way.
 //! - [`client_id`]: the ClientId newtype (validation).
 //! - [`side`]: which side failed (client, API server, the gateway), as every error says.
+//! - [`transport`]: how a client reached the gateway (TLS or not, its certificate),
+//!   which the API server hears in `X-Forwarded-Proto` and `X-Client-Cert-*`.
 //! - [`http`]: sans-IO request heads, the upgrade checked once (`upgrade.rs`), PROXY
 //!   headers and responses of the public and control ports; `read.rs` reads a head
 //!   within a bound and has its own `ReadError`.
@@ -66,4 +68,5 @@ pub mod server;
 pub mod shard;
 pub mod side;
 pub mod stats;
+pub mod transport;
 pub mod ws;

@@ -12,6 +12,7 @@ use super::answer::Answer;
 use super::pool::ApiRequest;
 use super::request::ApiMethod;
 use crate::http::forwarded::IpText;
+use crate::transport::ClientCert;
 
 /// `Content-Type` of a text message (and of a Disconnect's reason).
 pub const TEXT: &[u8] = b"text/plain; charset=utf-8";
@@ -40,8 +41,8 @@ pub fn is_success(status: u16) -> bool {
     (200..300).contains(&status)
 }
 
-/// Who an event is about: sent with every request as the path, `X-Connection-Id` and
-/// `X-Forwarded-For`.
+/// Who an event is about: sent with every request as the path, `X-Connection-Id`,
+/// `X-Forwarded-For` and `X-Forwarded-Proto`.
 #[derive(Clone, Copy)]
 pub struct Who<'a> {
     /// The ClientId, appended to `--api-url`.
@@ -50,24 +51,30 @@ pub struct Who<'a> {
     pub conn_id: &'a str,
     /// The client's address, as `X-Forwarded-For`.
     pub peer: IpText,
+    /// `X-Forwarded-Proto`: `https` for a client that came over TLS, else `http`.
+    pub proto: &'static str,
 }
 
 impl<'a> Who<'a> {
-    /// The connection `conn_id` of `client` from `peer`.
-    pub fn new(client: &'a str, conn_id: &'a str, peer: IpAddr) -> Who<'a> {
+    /// The connection `conn_id` of `client` from `peer`, over `proto` (see
+    /// [`crate::transport::Transport::proto`]).
+    pub fn new(client: &'a str, conn_id: &'a str, peer: IpAddr, proto: &'static str) -> Who<'a> {
         Who {
             client,
             conn_id,
             peer: IpText::new(peer),
+            proto,
         }
     }
 }
 
-/// Connect: `GET {api}{ClientId}[?query]`, with the client's forwarded headers.
+/// Connect: `GET {api}{ClientId}[?query]`, with the client's forwarded headers and
+/// what its verified certificate says.
 pub struct Connect<'a> {
     who: Who<'a>,
     query: Option<&'a str>,
     forwarded: Vec<(&'static str, &'a [u8])>,
+    cert: Option<&'a ClientCert>,
 }
 
 impl<'a> Connect<'a> {
@@ -86,14 +93,32 @@ impl<'a> Connect<'a> {
             who,
             query,
             forwarded,
+            cert: None,
         }
+    }
+
+    /// The same Connect, with the `X-Client-Cert-*` headers of `cert`.
+    pub fn with_cert(self, cert: Option<&'a ClientCert>) -> Connect<'a> {
+        Connect { cert, ..self }
     }
 
     /// The headers, in wire order.
     pub fn headers(&self) -> Vec<(&str, &[u8])> {
-        let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(2 + self.forwarded.len());
+        let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(6 + self.forwarded.len());
         headers.push(("X-Connection-Id", self.who.conn_id.as_bytes()));
         headers.push(("X-Forwarded-For", self.who.peer.as_bytes()));
+        headers.push(("X-Forwarded-Proto", self.who.proto.as_bytes()));
+        if let Some(cert) = self.cert {
+            for (name, value) in [
+                ("X-Client-Cert-Subject", &cert.subject),
+                ("X-Client-Cert-CN", &cert.cn),
+                ("X-Client-Cert-Fingerprint", &cert.fingerprint),
+            ] {
+                if let Some(value) = value {
+                    headers.push((name, value.as_bytes()));
+                }
+            }
+        }
         headers.extend(self.forwarded.iter().copied());
         headers
     }
@@ -124,11 +149,12 @@ impl<'a> Message<'a> {
     }
 
     /// The headers, in wire order.
-    pub fn headers(&self) -> [(&str, &[u8]); 3] {
+    pub fn headers(&self) -> [(&str, &[u8]); 4] {
         [
             ("Content-Type", if self.binary { OCTETS } else { TEXT }),
             ("X-Connection-Id", self.who.conn_id.as_bytes()),
             ("X-Forwarded-For", self.who.peer.as_bytes()),
+            ("X-Forwarded-Proto", self.who.proto.as_bytes()),
         ]
     }
 
@@ -176,12 +202,13 @@ impl<'a> Disconnect<'a> {
     }
 
     /// The headers, in wire order.
-    pub fn headers(&self) -> [(&str, &[u8]); 4] {
+    pub fn headers(&self) -> [(&str, &[u8]); 5] {
         [
             ("Content-Type", TEXT),
             ("X-Close-Code", &self.code[..self.code_len]),
             ("X-Connection-Id", self.who.conn_id.as_bytes()),
             ("X-Forwarded-For", self.who.peer.as_bytes()),
+            ("X-Forwarded-Proto", self.who.proto.as_bytes()),
         ]
     }
 
@@ -384,7 +411,7 @@ mod tests {
     }
 
     fn who() -> Who<'static> {
-        Who::new("alice", "c-1", "10.0.0.7".parse().unwrap())
+        Who::new("alice", "c-1", "10.0.0.7".parse().unwrap(), "http")
     }
 
     fn answer(status: u16, headers: &[(&str, &[u8])], body: &[u8]) -> EventAnswer {
@@ -413,9 +440,31 @@ mod tests {
         assert_eq!(
             wire(&connect.request(&headers)),
             "GET /alice?v=2 HTTP/1.1\r\nHost: api\r\nX-Connection-Id: c-1\r\n\
-             X-Forwarded-For: 10.0.0.7\r\nCookie: s=1\r\nOrigin: https://app\r\n\
+             X-Forwarded-For: 10.0.0.7\r\nX-Forwarded-Proto: http\r\nCookie: s=1\r\n\
+             Origin: https://app\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn connect_over_tls_says_https_and_what_the_certificate_says() {
+        let cert = ClientCert {
+            subject: None,
+            cn: Some("charger-17".into()),
+            fingerprint: Some("ab01".into()),
+        };
+        let who = Who::new("cp", "c-2", "10.0.0.8".parse().unwrap(), "https");
+        let connect = Connect::new(who, None, |_| None).with_cert(Some(&cert));
+        let headers = connect.headers();
+        assert_eq!(
+            wire(&connect.request(&headers)),
+            "GET /cp HTTP/1.1\r\nHost: api\r\nX-Connection-Id: c-2\r\n\
+             X-Forwarded-For: 10.0.0.8\r\nX-Forwarded-Proto: https\r\n\
+             X-Client-Cert-CN: charger-17\r\nX-Client-Cert-Fingerprint: ab01\r\n\
              Content-Length: 0\r\n\r\n"
         );
+        let d = Disconnect::new(who, 1000, "");
+        assert_eq!(d.headers()[4], ("X-Forwarded-Proto", &b"https"[..]));
+        assert_eq!(Message::new(who, b"", false).headers()[3].1, b"https");
     }
 
     #[test]
@@ -425,7 +474,8 @@ mod tests {
         assert_eq!(
             wire(&text.request(&headers)),
             "POST /alice HTTP/1.1\r\nHost: api\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             X-Connection-Id: c-1\r\nX-Forwarded-For: 10.0.0.7\r\nContent-Length: 2\r\n\r\nhi"
+             X-Connection-Id: c-1\r\nX-Forwarded-For: 10.0.0.7\r\nX-Forwarded-Proto: http\r\n\
+             Content-Length: 2\r\n\r\nhi"
         );
         let binary = Message::new(who(), b"\x00", true);
         assert_eq!(binary.headers()[0], ("Content-Type", OCTETS));
@@ -448,7 +498,7 @@ mod tests {
             wire(&d.request(&headers)),
             "DELETE /alice HTTP/1.1\r\nHost: api\r\nContent-Type: text/plain; charset=utf-8\r\n\
              X-Close-Code: 1006\r\nX-Connection-Id: c-1\r\nX-Forwarded-For: 10.0.0.7\r\n\
-             Content-Length: 3\r\n\r\nEOF"
+             X-Forwarded-Proto: http\r\nContent-Length: 3\r\n\r\nEOF"
         );
     }
 

@@ -14,10 +14,68 @@ pub enum ProxyHeader {
     Proxied {
         source: SocketAddr,
         destination: SocketAddr,
+        /// v2 only: the client reached the proxy over TLS (an SSL TLV with
+        /// `PP2_CLIENT_SSL`), and what the proxy says of its certificate.
+        tls: Option<ProxyTls>,
     },
     /// v1 "UNKNOWN", v2 LOCAL command, or a v2 family we do not map to a TCP peer
     /// (UDP, AF_UNIX, UNSPEC): use the socket's own peer address.
     Local,
+}
+
+/// What a v2 header's SSL TLV (`PP2_TYPE_SSL`, spec section 2.2.5) says of the
+/// client's TLS connection to the proxy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyTls {
+    /// The client presented a certificate that the proxy verified (`PP2_CLIENT_CERT_CONN`
+    /// or `PP2_CLIENT_CERT_SESS` with `verify` 0), and the proxy sent its common name
+    /// (`PP2_SUBTYPE_SSL_CN`, HAProxy's `send-proxy-v2-ssl-cn`). `None` for a name that
+    /// is not printable text (it travels in an HTTP header).
+    pub client_cn: Option<String>,
+}
+
+/// `PP2_TYPE_SSL` and its fields (spec section 2.2.5).
+const PP2_TYPE_SSL: u8 = 0x20;
+const PP2_SUBTYPE_SSL_CN: u8 = 0x22;
+const PP2_CLIENT_SSL: u8 = 0x01;
+const PP2_CLIENT_CERT_CONN: u8 = 0x02;
+const PP2_CLIENT_CERT_SESS: u8 = 0x04;
+
+/// The TLVs of `bytes`, in order, as (type, value), up to the first one that does not
+/// fit (TLVs are optional: a malformed tail is ignored, not an error).
+pub fn tlvs(bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> + '_ {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        let (&kind, after) = rest.split_first()?;
+        let (len, after) = after.split_first_chunk::<2>()?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        let value = after.get(..len)?;
+        rest = &after[len..];
+        Some((kind, value))
+    })
+}
+
+/// The TLS facts in the TLVs after a v2 address block: `Some` if an SSL TLV says the
+/// client spoke TLS to the proxy.
+pub fn tls_of(tlv_bytes: &[u8]) -> Option<ProxyTls> {
+    let (_, ssl) = tlvs(tlv_bytes).find(|&(kind, _)| kind == PP2_TYPE_SSL)?;
+    let (&client, rest) = ssl.split_first()?;
+    let (verify, subs) = rest.split_first_chunk::<4>()?;
+    if client & PP2_CLIENT_SSL == 0 {
+        return None;
+    }
+    let verified = client & (PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS) != 0
+        && u32::from_be_bytes(*verify) == 0;
+    let client_cn = if verified {
+        tlvs(subs)
+            .find(|&(kind, _)| kind == PP2_SUBTYPE_SSL_CN)
+            .and_then(|(_, cn)| std::str::from_utf8(cn).ok())
+            .filter(|cn| !cn.is_empty() && !cn.chars().any(char::is_control))
+            .map(str::to_owned)
+    } else {
+        None
+    };
+    Some(ProxyTls { client_cn })
 }
 
 /// Why bytes at the start of a connection are not an acceptable PROXY header. All of
@@ -160,6 +218,7 @@ fn parse_v1_line(line: &[u8]) -> Result<ProxyHeader, ProxyError> {
     Ok(ProxyHeader::Proxied {
         source: SocketAddr::new(parse_v1_ip(src, v6)?, parse_v1_port(sport)?),
         destination: SocketAddr::new(parse_v1_ip(dst, v6)?, parse_v1_port(dport)?),
+        tls: None,
     })
 }
 
@@ -258,7 +317,7 @@ fn parse_v2(buf: &[u8], max: usize) -> Result<Option<(usize, ProxyHeader)>, Prox
     let Some(block) = buf.get(V2_FIXED..total) else {
         return need_more(buf, max);
     };
-    // TLVs after the addresses are consumed without being read.
+    // After the addresses come TLVs; only the SSL one is read.
     let header = match family {
         V2Family::Ignored => ProxyHeader::Local,
         V2Family::Inet => {
@@ -269,7 +328,7 @@ fn parse_v2(buf: &[u8], max: usize) -> Result<Option<(usize, ProxyHeader)>, Prox
             };
             let src = Ipv4Addr::from(<[u8; 4]>::try_from(src).unwrap_or_default());
             let dst = Ipv4Addr::from(<[u8; 4]>::try_from(dst).unwrap_or_default());
-            v2_proxied(src.into(), dst.into(), ports)
+            v2_proxied(src.into(), dst.into(), ports, &block[12..])
         }
         V2Family::Inet6 => {
             let (Some(src), Some(dst), Some(ports)) =
@@ -279,14 +338,14 @@ fn parse_v2(buf: &[u8], max: usize) -> Result<Option<(usize, ProxyHeader)>, Prox
             };
             let src = Ipv6Addr::from(<[u8; 16]>::try_from(src).unwrap_or_default());
             let dst = Ipv6Addr::from(<[u8; 16]>::try_from(dst).unwrap_or_default());
-            v2_proxied(src.into(), dst.into(), ports)
+            v2_proxied(src.into(), dst.into(), ports, &block[36..])
         }
     };
     Ok(Some((total, header)))
 }
 
-/// `ports`: 4 bytes, source then destination port, big-endian.
-fn v2_proxied(src: IpAddr, dst: IpAddr, ports: &[u8]) -> ProxyHeader {
+/// `ports`: 4 bytes, source then destination port, big-endian; `tlvs` what follows.
+fn v2_proxied(src: IpAddr, dst: IpAddr, ports: &[u8], tlvs: &[u8]) -> ProxyHeader {
     let port = |i: usize| match ports.get(i..i + 2) {
         Some(&[hi, lo]) => u16::from_be_bytes([hi, lo]),
         _ => 0,
@@ -294,6 +353,7 @@ fn v2_proxied(src: IpAddr, dst: IpAddr, ports: &[u8]) -> ProxyHeader {
     ProxyHeader::Proxied {
         source: SocketAddr::new(src, port(0)),
         destination: SocketAddr::new(dst, port(2)),
+        tls: tls_of(tlvs),
     }
 }
 
@@ -322,7 +382,105 @@ mod tests {
         ProxyHeader::Proxied {
             source: source.parse().unwrap(),
             destination: destination.parse().unwrap(),
+            tls: None,
         }
+    }
+
+    /// One TLV on the wire.
+    fn tlv(kind: u8, value: &[u8]) -> Vec<u8> {
+        let mut out = vec![kind];
+        out.extend_from_slice(&u16::try_from(value.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(value);
+        out
+    }
+
+    /// An SSL TLV as HAProxy's `send-proxy-v2-ssl-cn` writes it: client flags, verify,
+    /// then the version and (if given) CN sub-TLVs.
+    fn ssl_tlv(client: u8, verify: u32, cn: Option<&[u8]>) -> Vec<u8> {
+        let mut value = vec![client];
+        value.extend_from_slice(&verify.to_be_bytes());
+        value.extend(tlv(0x21, b"TLSv1.3"));
+        if let Some(cn) = cn {
+            value.extend(tlv(0x22, cn));
+        }
+        tlv(0x20, &value)
+    }
+
+    /// A v2 PROXY TCP4 header from 10.1.2.3:5000 to 10.0.0.1:443 with these TLVs.
+    fn v2_with_tlvs(tlvs: &[u8]) -> Vec<u8> {
+        let mut wire = V2_SIGNATURE.to_vec();
+        wire.extend_from_slice(&[0x21, 0x11]);
+        wire.extend_from_slice(&u16::try_from(12 + tlvs.len()).unwrap().to_be_bytes());
+        wire.extend_from_slice(&[10, 1, 2, 3, 10, 0, 0, 1, 0x13, 0x88, 0x01, 0xbb]);
+        wire.extend_from_slice(tlvs);
+        wire
+    }
+
+    fn tls_from_wire(wire: &[u8]) -> Option<ProxyTls> {
+        match parse(wire, MAX) {
+            Ok(Some((n, ProxyHeader::Proxied { tls, .. }))) if n == wire.len() => tls,
+            other => panic!("not a whole proxied header: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn v2_ssl_tlv_with_a_verified_certificate_gives_its_cn() {
+        // ALPN first (0x01), then the SSL TLV: PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN, verify 0.
+        let mut tlvs = tlv(0x01, b"http/1.1");
+        tlvs.extend(ssl_tlv(0x01 | 0x02, 0, Some(b"charger-17")));
+        let tls = tls_from_wire(&v2_with_tlvs(&tlvs));
+        assert_eq!(
+            tls,
+            Some(ProxyTls {
+                client_cn: Some("charger-17".into())
+            })
+        );
+        // A certificate of the session (resumed) counts as verified too.
+        let tls = tls_from_wire(&v2_with_tlvs(&ssl_tlv(0x01 | 0x04, 0, Some(b"cp-2"))));
+        assert_eq!(tls.unwrap().client_cn.as_deref(), Some("cp-2"));
+    }
+
+    #[test]
+    fn v2_ssl_tlv_without_a_verified_certificate_gives_tls_only() {
+        let tls_only = Some(ProxyTls { client_cn: None });
+        // No certificate.
+        assert_eq!(
+            tls_from_wire(&v2_with_tlvs(&ssl_tlv(0x01, 0, None))),
+            tls_only
+        );
+        // A certificate that did not verify (verify != 0): its CN is not believed.
+        let wire = v2_with_tlvs(&ssl_tlv(0x01 | 0x02, 1, Some(b"mallory")));
+        assert_eq!(tls_from_wire(&wire), tls_only);
+        // A CN that cannot travel in a header.
+        let wire = v2_with_tlvs(&ssl_tlv(0x01 | 0x02, 0, Some(b"a\r\nX-Evil: 1")));
+        assert_eq!(tls_from_wire(&wire), tls_only);
+        let wire = v2_with_tlvs(&ssl_tlv(0x01 | 0x02, 0, Some(b"\xff\xfe")));
+        assert_eq!(tls_from_wire(&wire), tls_only);
+    }
+
+    #[test]
+    fn v2_without_an_ssl_tlv_or_with_a_broken_one_is_plain() {
+        assert_eq!(tls_from_wire(&v2_with_tlvs(&[])), None);
+        assert_eq!(tls_from_wire(&v2_with_tlvs(&tlv(0x01, b"h2"))), None);
+        // The client flag without PP2_CLIENT_SSL: not TLS.
+        assert_eq!(
+            tls_from_wire(&v2_with_tlvs(&ssl_tlv(0x02, 0, Some(b"x")))),
+            None
+        );
+        // An SSL TLV too short for its flags and verify field.
+        assert_eq!(
+            tls_from_wire(&v2_with_tlvs(&tlv(0x20, &[0x01, 0, 0]))),
+            None
+        );
+        // A TLV whose length runs past the block: it and what follows are ignored.
+        let mut tlvs = tlv(0x01, b"h2");
+        tlvs.extend_from_slice(&[0x20, 0x00, 0x40, 0x01]);
+        assert_eq!(tls_from_wire(&v2_with_tlvs(&tlvs)), None);
+        assert_eq!(tlvs_of_count(&tlvs), 1);
+    }
+
+    fn tlvs_of_count(bytes: &[u8]) -> usize {
+        super::tlvs(bytes).count()
     }
 
     fn malformed(buf: &[u8]) {
@@ -624,6 +782,7 @@ mod tests {
                 let header = ProxyHeader::Proxied {
                     source: SocketAddr::new(s.into(), sp),
                     destination: SocketAddr::new(d.into(), dp),
+                    tls: None,
                 };
                 (wire, header)
             });
@@ -633,6 +792,7 @@ mod tests {
             let header = ProxyHeader::Proxied {
                 source: SocketAddr::new(s.into(), sp),
                 destination: SocketAddr::new(d.into(), dp),
+                tls: None,
             };
             (wire, header)
         });
@@ -662,6 +822,7 @@ mod tests {
                 let header = ProxyHeader::Proxied {
                     source: SocketAddr::new(Ipv4Addr::from(s).into(), sp),
                     destination: SocketAddr::new(Ipv4Addr::from(d).into(), dp),
+                    tls: tls_of(&tlv),
                 };
                 (wire, header)
             },
@@ -675,6 +836,7 @@ mod tests {
                 let header = ProxyHeader::Proxied {
                     source: SocketAddr::new(Ipv6Addr::from(s).into(), sp),
                     destination: SocketAddr::new(Ipv6Addr::from(d).into(), dp),
+                    tls: tls_of(&tlv),
                 };
                 (wire, header)
             },

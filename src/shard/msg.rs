@@ -11,6 +11,7 @@ use crate::edge::Refusal;
 use crate::group::{Audience, GroupName};
 use crate::http::upgrade::Upgrade;
 use crate::stats::ShardStats;
+use crate::transport::Transport;
 
 /// Everything one shard may ask of another. Plain data (`Send`): no `Rc`, no stream.
 #[derive(Debug)]
@@ -25,6 +26,8 @@ pub enum ShardMsg {
         /// The client address counted for it in the per-address table, whose count
         /// the adopting shard now holds.
         address: Option<IpAddr>,
+        /// TLS or not, and the client's certificate.
+        transport: Transport,
     },
     /// A connection counted for `ip` (on the receiving shard, which owns the address)
     /// ended. No reply.

@@ -165,7 +165,7 @@ impl Shard {
     fn local_stats(&self) -> ShardStats {
         let mut snapshot = self.stats.borrow().clone();
         snapshot.api_connections = self.api.open_connections() as u64;
-        snapshot.throttled = self.throttled.get();
+        snapshot.throttled = self.conns.throttled.get();
         snapshot.tracked_addresses = self.addresses.borrow().len() as u64;
         snapshot.outbound_queued_bytes = self.budget.used() as u64;
         snapshot.outbound_budget_bytes = self.budget.limit() as u64;
@@ -302,13 +302,22 @@ impl Shard {
                 socket,
                 upgrade,
                 address,
+                transport,
             } => {
                 let pass = self.gate.enter();
                 let slot = address.map(|ip| AddressSlot::adopt(self, ip));
                 let shard = self.clone();
                 glommio::spawn_local(async move {
                     let (stream, peer, leftover) = socket.into_stream();
-                    public::upgrade(shard, stream, peer, *upgrade, leftover, pass, slot).await;
+                    let arrived = public::Arrived {
+                        stream,
+                        peer,
+                        transport,
+                        leftover,
+                        pass,
+                        slot,
+                    };
+                    public::upgrade(shard, arrived, *upgrade).await;
                 })
                 .detach();
             }

@@ -14,10 +14,11 @@ use super::session;
 use super::{Shard, ShardMsg};
 use crate::api::contract::{Connect, ConnectVerdict, EventAnswer, Who};
 use crate::error::{Error, Side};
-use crate::http::proxy::ProxyHeader;
+use crate::http::proxy::{ProxyHeader, ProxyTls};
 use crate::http::read::{read_head, read_proxy_header};
 use crate::http::response;
 use crate::http::upgrade::Upgrade;
+use crate::transport::{ClientCert, Transport};
 use crate::ws::Conn;
 
 /// Accepts connections until the shard begins to stop.
@@ -43,6 +44,37 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
+/// A connection whose upgrade request was read and checked, on the shard that owns
+/// its ClientId: what that shard needs besides the request itself.
+pub struct Arrived {
+    /// The client's socket.
+    pub stream: TcpStream,
+    /// The client's address (the PROXY source with `--proxy-protocol`).
+    pub peer: SocketAddr,
+    /// TLS or not, and the client's certificate.
+    pub transport: Transport,
+    /// Bytes the client sent behind its request head.
+    pub leftover: Vec<u8>,
+    /// Its pass of the owning shard's gate.
+    pub pass: Pass,
+    /// Its count in the per-address table, held for its life.
+    pub slot: Option<AddressSlot>,
+}
+
+/// What a PROXY header's SSL TLV tells of the client's TLS connection to the proxy.
+fn transport_of(tls: Option<ProxyTls>) -> Transport {
+    match tls {
+        None => Transport::default(),
+        Some(tls) => Transport {
+            tls: true,
+            cert: tls.client_cn.map(|cn| ClientCert {
+                cn: Some(cn),
+                ..ClientCert::default()
+            }),
+        },
+    }
+}
+
 /// Reads the upgrade request within `--handshake-timeout`, checks it, and serves it
 /// here or hands it, checked, to its owner.
 async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
@@ -50,6 +82,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
         Ok(peer) => peer,
         Err(_) => return,
     };
+    let mut transport = Transport::default();
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::new();
     let max_head = shard.config.limits.max_head_size;
@@ -57,7 +90,10 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
     let read = glommio::timer::timeout(shard.config.limits.handshake_timeout, async {
         if proxied {
             match read_proxy_header(&mut stream, &mut buf).await {
-                Ok(ProxyHeader::Proxied { source, .. }) => peer = source,
+                Ok(ProxyHeader::Proxied { source, tls, .. }) => {
+                    peer = source;
+                    transport = transport_of(tls);
+                }
                 Ok(ProxyHeader::Local) => {}
                 Err(e) => return Ok(Err(e)),
             }
@@ -90,7 +126,15 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
     drop(buf);
     let owner = shard.owner_of(&upgrade.client);
     if owner == shard.id {
-        return self::upgrade(shard, stream, peer, upgrade, leftover, pass, slot).await;
+        let arrived = Arrived {
+            stream,
+            peer,
+            transport,
+            leftover,
+            pass,
+            slot,
+        };
+        return self::upgrade(shard, arrived, upgrade).await;
     }
     shard.stats.borrow_mut().handoffs += 1;
     match Handoff::new(stream, peer, leftover) {
@@ -99,6 +143,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
                 socket,
                 upgrade: Box::new(upgrade),
                 address: slot.map(AddressSlot::hand_over),
+                transport,
             };
             if shard.mesh.send(owner, msg).await.is_err() {
                 log::warn!("shard {}: shard {owner} is gone", shard.id);
@@ -141,17 +186,15 @@ async fn refuse(shard: &Shard, stream: &mut TcpStream, error: &Error) {
 }
 
 /// On the owning shard: asks the API server, answers, and starts the connection.
-/// `leftover` are the bytes the client sent behind its request head; `slot` its count
-/// in the per-address table, held for the connection's life.
-pub async fn upgrade(
-    shard: Rc<Shard>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    upgrade: Upgrade,
-    leftover: Vec<u8>,
-    pass: Pass,
-    slot: Option<AddressSlot>,
-) {
+pub async fn upgrade(shard: Rc<Shard>, arrived: Arrived, upgrade: Upgrade) {
+    let Arrived {
+        mut stream,
+        peer,
+        transport,
+        leftover,
+        pass,
+        slot,
+    } = arrived;
     let admitted = if shard.draining() {
         Err(Error::Draining)
     } else if shard.full() {
@@ -168,8 +211,9 @@ pub async fn upgrade(
         accept,
     } = upgrade;
     let conn_id = shard.next_conn_id();
-    let who = Who::new(client.as_str(), &conn_id, peer.ip());
-    let connect = Connect::new(who, head.query.as_deref(), |name| head.header(name));
+    let who = Who::new(client.as_str(), &conn_id, peer.ip(), transport.proto());
+    let connect = Connect::new(who, head.query.as_deref(), |name| head.header(name))
+        .with_cert(transport.cert.as_ref());
     let headers = connect.headers();
     let (verdict, answer) = match shard.api_request(&connect.request(&headers)).await {
         Err(e) => (Err(Error::Api(e)), None),
@@ -205,7 +249,7 @@ pub async fn upgrade(
     let conn = Rc::new(Conn::new(
         client.clone(),
         conn_id,
-        peer,
+        (peer, transport.tls),
         first,
         shard.budget.clone(),
     ));

@@ -13,9 +13,8 @@ use super::admission::AddressSlot;
 use super::Shard;
 use crate::api::contract::{self, EventAnswer, Who};
 use crate::api::ApiError;
-use crate::edge::Rate;
 use crate::ws::codec::{server_may_send, WsDecoder};
-use crate::ws::connection::{self, Limits};
+use crate::ws::connection;
 use crate::ws::{Conn, Ended, InFlight, Message, PushError};
 
 /// Tries of a Disconnect before it is counted as failed: with the backoff below they
@@ -37,12 +36,6 @@ pub async fn serve(
     _held: (Pass, Option<AddressSlot>),
 ) {
     let decoder = WsDecoder::new(shard.config.limits.max_message_size);
-    let limits = Limits {
-        max_inflight: shard.config.limits.max_inflight_per_client,
-        max_outbound: shard.config.limits.max_outbound_bytes,
-        message_rate: Rate::per_second(shard.config.edge.max_message_rate),
-        throttled: &shard.throttled,
-    };
     let on_message =
         |inflight: InFlight, message: Message| post_message(&shard, key, inflight, message);
     let ended = connection::run(
@@ -50,8 +43,7 @@ pub async fn serve(
         &conn,
         decoder,
         &leftover,
-        &shard.read_buf,
-        limits,
+        &shard.conns,
         &on_message,
     )
     .await;
@@ -95,7 +87,12 @@ fn post_message(shard: &Rc<Shard>, key: Key, inflight: InFlight, message: Messag
             Message::Text(body) => (body, false),
             Message::Binary(body) => (body, true),
         };
-        let who = Who::new(conn.client_id.as_str(), &conn.conn_id, conn.peer.ip());
+        let who = Who::new(
+            conn.client_id.as_str(),
+            &conn.conn_id,
+            conn.peer.ip(),
+            conn.proto(),
+        );
         let event = contract::Message::new(who, &body, binary);
         let headers = event.headers();
         let answer = shard.api_request(&event.request(&headers)).await;
@@ -167,7 +164,12 @@ fn post_message(shard: &Rc<Shard>, key: Key, inflight: InFlight, message: Messag
 /// The Disconnect: `DELETE {api}{ClientId}` with the reason as body and
 /// `X-Close-Code`. Retried with backoff on failure or a 5xx; never dropped silently.
 async fn disconnect(shard: &Shard, conn: &Conn, ended: &Ended) {
-    let who = Who::new(conn.client_id.as_str(), &conn.conn_id, conn.peer.ip());
+    let who = Who::new(
+        conn.client_id.as_str(),
+        &conn.conn_id,
+        conn.peer.ip(),
+        conn.proto(),
+    );
     let event = contract::Disconnect::new(who, ended.code, &ended.reason);
     let headers = event.headers();
     let request = event.request(&headers);

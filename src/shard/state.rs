@@ -21,7 +21,7 @@ use crate::group::GroupName;
 use crate::logger::RateLimited;
 use crate::stats::ShardStats;
 use crate::ws::budget::Budget;
-use crate::ws::Conn;
+use crate::ws::{connection, Conn};
 
 /// A connection's entry in its shard's table.
 pub struct Client {
@@ -52,8 +52,9 @@ pub struct Shard {
     pub mesh: MeshSender<ShardMsg>,
     /// Calls this shard sent to others and is waiting on.
     pub calls: Calls<OpReply>,
-    /// The read buffer shared by every connection of this shard (borrowed only inside one poll).
-    pub read_buf: RefCell<Vec<u8>>,
+    /// What every connection loop of this shard shares: the read buffer, the limits,
+    /// the throttle count.
+    pub conns: connection::Shared,
     /// Handshakes and connections alive, for the orderly stop.
     pub gate: Gate,
     /// Bounds the log lines about failed requests to the API server.
@@ -66,8 +67,7 @@ pub struct Shard {
     /// The client addresses this shard owns (by hash of the address), for the
     /// per-address limits; empty while they are off.
     pub addresses: RefCell<Addresses>,
-    /// Times one of this shard's clients waited for `--max-message-rate`.
-    pub throttled: Cell<u64>,
+
     draining: Cell<bool>,
     /// Closed when the shard starts draining: accept loops wait on it to stop.
     stopping: Semaphore,
@@ -78,6 +78,15 @@ pub struct Shard {
 impl Shard {
     /// Shard `id` of the gateway, with its end of the mesh; `boot` names the process.
     pub fn new(id: usize, config: Arc<Config>, mesh: MeshSender<ShardMsg>, boot: u64) -> Shard {
+        let conns = connection::Shared {
+            read_buf: RefCell::new(vec![0; READ_BUFFER]),
+            limits: connection::Limits {
+                max_inflight: config.limits.max_inflight_per_client,
+                max_outbound: config.limits.max_outbound_bytes,
+                message_rate: Rate::per_second(config.edge.max_message_rate),
+            },
+            throttled: Cell::new(0),
+        };
         let edge = &config.edge;
         let budget = Budget::new(edge.max_outbound_total / mesh.shards());
         let addresses = Addresses::new(
@@ -95,13 +104,12 @@ impl Shard {
             stats: RefCell::new(ShardStats::default()),
             mesh,
             calls: Calls::default(),
-            read_buf: RefCell::new(vec![0; READ_BUFFER]),
+            conns,
             gate: Gate::default(),
             upstream_log: RateLimited::new(10, Duration::from_secs(1)),
             group_log: RateLimited::new(10, Duration::from_secs(1)),
             budget,
             addresses: RefCell::new(addresses),
-            throttled: Cell::new(0),
             draining: Cell::new(false),
             stopping: Semaphore::new(0),
             conn_seq: Cell::new(0),

@@ -87,6 +87,8 @@ pub struct Conn {
     pub conn_id: Box<str>,
     /// The client's address.
     pub peer: SocketAddr,
+    /// The client came over TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
     /// When the 101 was sent.
     pub connected_at: SystemTime,
     out: RefCell<Outbox>,
@@ -111,12 +113,12 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// A new connection whose first outbound bytes are `first` (the 101 answer); what
-    /// it queues counts in `budget`.
+    /// A new connection from `(peer, tls)` whose first outbound bytes are `first` (the
+    /// 101 answer); what it queues counts in `budget`.
     pub fn new(
         client_id: ClientId,
         conn_id: Box<str>,
-        peer: SocketAddr,
+        (peer, tls): (SocketAddr, bool),
         first: Vec<u8>,
         budget: Rc<Budget>,
     ) -> Conn {
@@ -124,6 +126,7 @@ impl Conn {
             client_id,
             conn_id,
             peer,
+            tls,
             connected_at: SystemTime::now(),
             out: RefCell::new(Outbox::new(first, budget)),
             fd: Cell::new(None),
@@ -305,6 +308,11 @@ impl Conn {
         self.wake();
     }
 
+    /// `X-Forwarded-Proto` for this connection's requests.
+    pub fn proto(&self) -> &'static str {
+        crate::transport::proto(self.tls)
+    }
+
     /// True once a close was asked for or the connection is gone.
     pub fn is_closing(&self) -> bool {
         self.closing.get()
@@ -474,7 +482,7 @@ enum Step {
 
 /// Limits of the loop.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits<'a> {
+pub struct Limits {
     /// Messages handed on whose [`InFlight`] is not dropped yet before reading stops.
     pub max_inflight: usize,
     /// `--max-outbound-bytes`: also bounds the pongs a client's pings queue.
@@ -482,8 +490,19 @@ pub struct Limits<'a> {
     /// `--max-message-rate`: messages handed on per second (burst as many); beyond
     /// it the loop neither hands on nor reads until the rate allows.
     pub message_rate: Option<Rate>,
-    /// Counts each time a message had to wait for the rate.
-    pub throttled: &'a Cell<u64>,
+}
+
+/// What every connection loop of a shard shares (one per shard, so that no loop
+/// keeps a copy): the read buffer, borrowed only inside one poll; the limits; and
+/// the count of messages that waited for the rate.
+#[derive(Debug)]
+pub struct Shared {
+    /// The read buffer every connection of the shard reads into.
+    pub read_buf: RefCell<Vec<u8>>,
+    /// The loop's limits.
+    pub limits: Limits,
+    /// Times a message had to wait for `limits.message_rate`.
+    pub throttled: Cell<u64>,
 }
 
 /// Runs the connection until it ends; returns how it ended. The closing steps are
@@ -496,10 +515,10 @@ pub async fn run(
     conn: &Rc<Conn>,
     mut decoder: WsDecoder,
     initial: &[u8],
-    read_buf: &RefCell<Vec<u8>>,
-    limits: Limits<'_>,
+    shared: &Shared,
     on_message: &dyn Fn(InFlight, Message),
 ) -> Ended {
+    let limits = &shared.limits;
     conn.fd.set(Some(stream.as_raw_fd()));
     let _detach = Detach(conn);
     let mut events = Vec::new();
@@ -547,7 +566,7 @@ pub async fn run(
             }
             if let (Some(rate), Some(bucket)) = (limits.message_rate, bucket.as_mut()) {
                 if let Err(wait) = bucket.take(rate, Instant::now()) {
-                    limits.throttled.set(limits.throttled.get() + 1);
+                    shared.throttled.set(shared.throttled.get() + 1);
                     throttle = Some(Timer::new(wait));
                     break;
                 }
@@ -574,7 +593,7 @@ pub async fn run(
                 stream,
                 conn,
                 &mut decoder,
-                read_buf,
+                &shared.read_buf,
                 &mut events,
                 Waiting {
                     queued,
@@ -746,7 +765,7 @@ mod tests {
         Conn::new(
             ClientId::parse(b"alice").unwrap(),
             "c1".into(),
-            "127.0.0.1:1".parse().unwrap(),
+            ("127.0.0.1:1".parse().unwrap(), false),
             Vec::new(),
             Budget::unlimited(),
         )
@@ -888,7 +907,7 @@ mod tests {
         let d = Conn::new(
             ClientId::parse(b"bob").unwrap(),
             "c2".into(),
-            "127.0.0.1:1".parse().unwrap(),
+            ("127.0.0.1:1".parse().unwrap(), false),
             Vec::new(),
             budget.clone(),
         );

@@ -33,8 +33,6 @@ impl Chunk {
 #[derive(Debug)]
 pub struct Outbox {
     chunks: VecDeque<Chunk>,
-    /// Bytes queued and not yet written (the sum over `chunks`).
-    len: usize,
     budget: Rc<Budget>,
 }
 
@@ -44,7 +42,6 @@ impl Outbox {
     pub fn new(first: Vec<u8>, budget: Rc<Budget>) -> Outbox {
         let mut outbox = Outbox {
             chunks: VecDeque::new(),
-            len: 0,
             budget,
         };
         outbox.push_own(|buf| *buf = first);
@@ -53,7 +50,7 @@ impl Outbox {
 
     /// Bytes queued and not yet written.
     pub fn len(&self) -> usize {
-        self.len
+        self.chunks.iter().map(|c| c.unwritten().len()).sum()
     }
 
     /// The budget this outbox counts in.
@@ -61,13 +58,11 @@ impl Outbox {
         &self.budget
     }
 
-    fn grew(&mut self, n: usize) {
-        self.len += n;
+    fn grew(&self, n: usize) {
         self.budget.add(n);
     }
 
-    fn shrank(&mut self, n: usize) {
-        self.len -= n;
+    fn shrank(&self, n: usize) {
         self.budget.sub(n);
     }
 
@@ -110,7 +105,7 @@ impl Outbox {
 
     /// Drops everything queued.
     pub fn clear(&mut self) {
-        self.shrank(self.len);
+        self.shrank(self.len());
         self.chunks = VecDeque::new();
     }
 
@@ -164,7 +159,7 @@ impl Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        self.budget.sub(self.len);
+        self.budget.sub(self.len());
     }
 }
 
