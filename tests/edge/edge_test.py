@@ -46,51 +46,11 @@ import uuid
 import websockets
 import websockets.exceptions as wsx
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from checks import check, finish, note, shard_of  # noqa: E402
+
 TIMEOUT = 5.0  # seconds, for any single wait
-CHECK_TIMEOUT = 30.0  # seconds, for one whole check
 
-RESULTS = {"passed": 0, "failed": 0}
-
-
-def report(name, error=None):
-    if error is None:
-        RESULTS["passed"] += 1
-        print(f"PASS {name}", flush=True)
-    else:
-        RESULTS["failed"] += 1
-        print(f"FAIL {name}: {error}", flush=True)
-
-
-async def check(name, coro):
-    """Run one check: the coroutine raises AssertionError (or anything) to fail."""
-    try:
-        await asyncio.wait_for(coro, CHECK_TIMEOUT)
-        report(name)
-    except AssertionError as e:
-        report(name, str(e) or "assertion failed")
-    except asyncio.TimeoutError:
-        report(name, f"timed out after {CHECK_TIMEOUT:.0f} s")
-    except Exception as e:  # noqa: BLE001 - any error is a failure of this check
-        report(name, f"{type(e).__name__}: {e}")
-
-
-def note(text):
-    print(f"  ({text})", flush=True)
-
-
-# ---- the shard function (shards/src/shard_fn.rs) -----------------------------------
-
-
-def fnv1a64(data: bytes) -> int:
-    h = 0xCBF29CE484222325
-    for byte in data:
-        h ^= byte
-        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return h
-
-
-def shard_of(client_id: str, shards: int) -> int:
-    return fnv1a64(client_id.encode()) % shards
 
 
 # ---- the control listener ----------------------------------------------------------
@@ -871,10 +831,8 @@ if __name__ == "__main__":
     ap.add_argument("--ws2api-bin", required=True, help="the ws2api binary (for the bad-flag checks)")
     args = ap.parse_args()
     print(f"websockets {websockets.__version__}", flush=True)
-    started = time.monotonic()
     try:
         asyncio.run(main(args))
     except KeyboardInterrupt:
         pass
-    print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed in {time.monotonic() - started:.1f} s", flush=True)
-    sys.exit(1 if RESULTS["failed"] else 0)
+    finish()
