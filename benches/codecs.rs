@@ -1,5 +1,7 @@
 //! Benchmarks of the sans-IO codecs on the hot path: request-head parsing, WebSocket
-//! frame decode and encode, backend request encoding and answer decoding.
+//! frame decode and encode, backend request encoding and answer decoding; and what the
+//! edge limits add: the message-rate bucket per message, the Origin check and the
+//! per-address table per connection.
 //!
 //! A plain program (`harness = false`) that prints one line per case with its rate and
 //! the machine it ran on. Run: `cargo bench --bench codecs`.
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use ws2api::api::answer::AnswerDecoder;
 use ws2api::api::request::{encode_request, ApiMethod};
+use ws2api::edge::{Addresses, AllowedOrigins, Bucket, Rate};
 use ws2api::http::request;
 use ws2api::ws::codec::{encode_text, WsDecoder};
 
@@ -171,6 +174,39 @@ fn main() {
             let mut decoder = AnswerDecoder::new(1 << 20, false);
             let (_, answer) = decoder.feed(black_box(&answer_bytes)).unwrap();
             black_box(answer.unwrap());
+        },
+    );
+
+    // --max-message-rate: what a message pays (a clock read and the bucket).
+    let rate = Rate::per_second(1_000_000_000).unwrap();
+    let mut bucket = Bucket::new(Instant::now());
+    bench("message rate: clock + bucket take", 0, budget, || {
+        black_box(bucket.take(black_box(rate), Instant::now())).ok();
+    });
+    let origins = AllowedOrigins::parse(
+        "https://app.example.com,https://*.example.org,http://localhost:8080",
+    )
+    .unwrap();
+    bench(
+        "origin check, wildcard match of 3 entries",
+        0,
+        budget,
+        || {
+            black_box(origins.allows(black_box(b"https://a.b.example.org")));
+        },
+    );
+    let mut table = Addresses::new(1_000_000, 1_000_000, Rate::per_second(1_000_000_000));
+    let mut n = 0u32;
+    bench(
+        "per-address table: admit + release, 64k addresses",
+        0,
+        budget,
+        || {
+            n = n.wrapping_add(1);
+            let ip = std::net::IpAddr::from((n & 0xffff).to_be_bytes());
+            let now = Instant::now();
+            black_box(table.admit(ip, now)).ok();
+            table.release(ip, now);
         },
     );
 }
