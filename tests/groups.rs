@@ -357,3 +357,63 @@ fn an_answer_can_close_its_client_after_the_body() {
     assert_eq!(expect_close(&mut bob), (1008, "policy".to_string()));
     gw.stop();
 }
+
+/// A member that reads nothing for a while: broadcast frames far larger than its socket
+/// buffers, with pushes between them, go out partly at once and the rest from its queue,
+/// and arrive whole and in order once it reads.
+#[test]
+fn large_broadcasts_and_pushes_to_a_member_that_reads_late_arrive_whole_and_in_order() {
+    let api = FakeApi::start();
+    let gw = TestGateway::start_with(api.addr, |c| c.limits.max_outbound_bytes = 64 << 20);
+    let ids = ids_on_both_shards(1);
+    let mut late: Vec<Ws> = ids.iter().map(|id| ws(gw.public, id)).collect();
+    for id in &ids {
+        assert_eq!(
+            control(&gw, "PUT", &format!("/groups/bulk/{id}"), b"").status,
+            200
+        );
+    }
+    let big = |n: usize| -> Vec<u8> {
+        let mut body = format!("big {n} ").into_bytes();
+        body.extend((0..200 * 1024).map(|i| b'a' + ((i + n) % 26) as u8));
+        body
+    };
+    let pushes = |n: usize| format!("push {n}");
+    for n in 0..12 {
+        assert_eq!(broadcast(&gw, "bulk", &big(n)), (2, 0), "broadcast {n}");
+        for id in &ids {
+            let reply = control(&gw, "POST", &format!("/{id}"), pushes(n).as_bytes());
+            assert_eq!(reply.status, 200, "push {n} to {id}: {reply:?}");
+        }
+    }
+    for id in &ids {
+        // More than its socket buffers hold: the rest waits in its queue.
+        let info = gw.control_get(&format!("/{id}"));
+        let queued: u64 = info
+            .split("\"queued_bytes\":")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no queued_bytes in {info}"));
+        assert!(
+            queued > 200 * 1024,
+            "{id}: only {queued} bytes queued: {info}"
+        );
+    }
+    for (id, client) in ids.iter().zip(late.iter_mut()) {
+        for n in 0..12 {
+            match recv(client) {
+                Message::Text(text) => {
+                    assert!(
+                        text.as_bytes() == big(n).as_slice(),
+                        "{id}: broadcast {n} damaged"
+                    )
+                }
+                other => panic!("{id}: expected broadcast {n}, got {other:?}"),
+            }
+            assert_eq!(recv_text(client), pushes(n), "{id}");
+        }
+        close(client, 1000, "");
+    }
+    gw.stop();
+}
