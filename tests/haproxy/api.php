@@ -6,7 +6,8 @@
 //   GET    /<ClientId>   "ok"                  (Connect)
 //   POST   /<ClientId>   "echo: <body>"        (Message)
 //   DELETE /<ClientId>   "ok"                  (Disconnect)
-//   GET    /_seen        the log: one "METHOD ClientId X-Forwarded-For X-Connection-Id" per line
+//   GET    /_seen        the log: one "METHOD ClientId X-Forwarded-For X-Connection-Id
+//                         X-Forwarded-Proto X-Client-Cert-CN" per line ('-' when absent)
 //
 // Run as the router script of `php -S`, with HAPROXY_TEST_LOG naming the log file.
 
@@ -34,7 +35,10 @@ if (!preg_match('#^/([A-Za-z0-9._~-]{1,128})$#', $path, $m)) {
 $id = $m[1];
 $xff = $_SERVER['HTTP_X_FORWARDED_FOR'] ?? '-';
 $conn = $_SERVER['HTTP_X_CONNECTION_ID'] ?? '-';
-file_put_contents($log, "$method $id $xff $conn\n", FILE_APPEND | LOCK_EX);
+$proto = $_SERVER['HTTP_X_FORWARDED_PROTO'] ?? '-';
+// The CN is a certificate's text: keep the log one field per space.
+$cn = str_replace(' ', '_', $_SERVER['HTTP_X_CLIENT_CERT_CN'] ?? '-');
+file_put_contents($log, "$method $id $xff $conn $proto $cn\n", FILE_APPEND | LOCK_EX);
 
 switch ($method) {
     case 'GET':

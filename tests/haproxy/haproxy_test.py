@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Drives two ws2api gateways behind HAProxy (TCP mode, send-proxy-v2, consistent
 hashing on the path) with Python `websockets` clients whose source address is
-127.0.0.7. Prints one line per check and `N passed, M failed` at the end; exits 1 if
-any check failed. Started by tests/haproxy/run.sh."""
+127.0.0.7, over ws:// and over wss:// (HAProxy terminating TLS, send-proxy-v2-ssl-cn,
+an optional client certificate from the test CA run.sh made). Prints one line per check
+and `N passed, M failed` at the end; exits 1 if any check failed. Started by
+tests/haproxy/run.sh."""
 
 import argparse
 import asyncio
+import os
 import socket
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -29,19 +33,31 @@ def http(method, url, body=None):
         return error.code, error.read().decode()
 
 
-async def connect(front, client_id):
+async def connect(front, client_id, tls=None):
     """A websockets client for /client_id whose socket is bound to 127.0.0.7 (a
-    pre-connected `sock=` works across websockets versions)."""
+    pre-connected `sock=` works across websockets versions); wss:// with the
+    `ssl.SSLContext` `tls`."""
     host, port = front
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((SOURCE, 0))
     sock.settimeout(TIMEOUT)
     sock.connect((host, port))
     sock.setblocking(False)
+    scheme = "wss" if tls else "ws"
+    extra = {"ssl": tls, "server_hostname": "localhost"} if tls else {}
     return await asyncio.wait_for(
-        websockets.connect(f"ws://{host}:{port}/{client_id}", sock=sock, open_timeout=TIMEOUT),
+        websockets.connect(f"{scheme}://{host}:{port}/{client_id}", sock=sock, open_timeout=TIMEOUT, **extra),
         TIMEOUT,
     )
+
+
+def tls_context(certs, client=None):
+    """Trusts the test CA; presents the client certificate `client` (a file stem in
+    `certs`: `client`, `mallory`) if given."""
+    ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+    if client:
+        ctx.load_cert_chain(os.path.join(certs, f"{client}.crt"), os.path.join(certs, f"{client}.key"))
+    return ctx
 
 
 async def recv(ws):
@@ -49,7 +65,8 @@ async def recv(ws):
 
 
 def seen(api):
-    """The backend's log: (method, client id, X-Forwarded-For, connection id) rows."""
+    """The backend's log: (method, client id, X-Forwarded-For, connection id,
+    X-Forwarded-Proto, X-Client-Cert-CN) rows, '-' where a header was absent."""
     status, text = http("GET", f"{api}/_seen")
     assert status == 200, status
     return [tuple(line.split(" ")) for line in text.splitlines() if line]
@@ -80,6 +97,41 @@ async def check_forwarded_for(front, controls, api):
     assert [r[0] for r in rows] == ["GET", "POST", "DELETE"], rows
     assert all(r[2] == SOURCE for r in rows), rows
     assert len({r[3] for r in rows}) == 1, rows
+    # Plain ws://: every request says http, and no certificate.
+    assert all(r[4] == "http" and r[5] == "-" for r in rows), rows
+
+
+async def tls_round_trip(args, api, client_id, client_cert):
+    """Connect over wss:// (with `client_cert` or none), one message, close; the
+    backend's three rows for it."""
+    ws = await connect(args.tls_front, client_id, tls_context(args.certs, client_cert))
+    await ws.send("over tls")
+    got = await recv(ws)
+    assert got == "echo: over tls", got
+    await ws.close()
+    rows = await await_rows(api, client_id, 3)
+    assert [r[0] for r in rows] == ["GET", "POST", "DELETE"], rows
+    assert all(r[2] == SOURCE for r in rows), f"X-Forwarded-For through the TLS frontend: {rows}"
+    assert all(r[4] == "https" for r in rows), f"X-Forwarded-Proto over wss://: {rows}"
+    return rows
+
+
+async def check_tls_with_a_verified_certificate(front, controls, api, args):
+    rows = await tls_round_trip(args, api, "hp-tls-cert", "client")
+    assert rows[0][5] == "charger-17", f"Connect's X-Client-Cert-CN: {rows[0]}"
+    assert rows[1][5] == "-" and rows[2][5] == "-", f"the CN is for Connect only: {rows}"
+
+
+async def check_tls_without_a_certificate(front, controls, api, args):
+    rows = await tls_round_trip(args, api, "hp-tls-anon", None)
+    assert all(r[5] == "-" for r in rows), f"no certificate, no CN: {rows}"
+
+
+async def check_tls_with_an_unverified_certificate(front, controls, api, args):
+    # HAProxy lets it through (ca-ignore-err): the gateway sees verify != 0 and must not
+    # pass mallory's CN on as an identity.
+    rows = await tls_round_trip(args, api, "hp-tls-mallory", "mallory")
+    assert all(r[5] == "-" for r in rows), f"an unverified certificate's CN was believed: {rows}"
 
 
 async def await_rows(api, client_id, count):
@@ -149,6 +201,9 @@ CHECKS = [
     check_forwarded_for,
     check_sticky_and_spread,
     check_push_through_each_gateway,
+    check_tls_with_a_verified_certificate,
+    check_tls_without_a_certificate,
+    check_tls_with_an_unverified_certificate,
     check_every_request_from_the_source,
 ]
 
@@ -158,15 +213,22 @@ async def main():
     parser.add_argument("--front", required=True, help="HAProxy's host:port")
     parser.add_argument("--controls", nargs=2, required=True, help="the gateways' control URLs")
     parser.add_argument("--api", required=True, help="the PHP backend's URL")
+    parser.add_argument("--tls-front", required=True, help="HAProxy's TLS host:port")
+    parser.add_argument("--certs", required=True, help="the folder with ca.pem, client.*, mallory.*")
     args = parser.parse_args()
     host, port = args.front.rsplit(":", 1)
     front = (host, int(port))
+    tls_host, tls_port = args.tls_front.rsplit(":", 1)
+    args.tls_front = (tls_host, int(tls_port))
     controls = [c.rstrip("/") for c in args.controls]
     api = args.api.rstrip("/")
     passed = failed = 0
     for check in CHECKS:
         try:
-            await check(front, controls, api)
+            if check.__name__.startswith("check_tls"):
+                await check(front, controls, api, args)
+            else:
+                await check(front, controls, api)
             print(f"ok   {check.__name__}")
             passed += 1
         except Exception as error:  # noqa: BLE001 - report and go on

@@ -4,12 +4,16 @@
 # server (tests/haproxy/api.php) behind both, and Python `websockets` clients whose
 # source address is 127.0.0.7: the API server must see X-Forwarded-For 127.0.0.7, one
 # ClientId must always land on the same gateway, and a push through each gateway's
-# control listener must reach its client.
+# control listener must reach its client. A second HAProxy frontend terminates TLS
+# (wss://, an optional client certificate from a test CA that `openssl` makes here) and
+# forwards with send-proxy-v2-ssl-cn: the API server must see X-Forwarded-Proto https on
+# every request of such a connection, and X-Client-Cert-CN on its Connect only for a
+# certificate that verified; plain ws:// requests carry X-Forwarded-Proto http.
 #
 #   tests/haproxy/run.sh                      # uses target/release/ws2api
 #   WS2API_BIN=/path/to/ws2api tests/haproxy/run.sh
 #
-# Needs: haproxy (apt-get install haproxy), php (php-cli), setsid (util-linux),
+# Needs: haproxy (apt-get install haproxy), php (php-cli), openssl, setsid (util-linux),
 # python3 with `websockets`, a built ws2api. Starts everything on free ports, waits
 # until each accepts TCP connections, stops only what it started, and ends with
 # `N passed, M failed` (exit status 1 if any failed, 2 if something is missing).
@@ -26,6 +30,7 @@ HAPROXY="${HAPROXY:-haproxy}"
 [ -x "$WS2API_BIN" ] || { echo "run.sh: gateway binary not found: $WS2API_BIN (cargo build --release?)" >&2; exit 2; }
 command -v "$HAPROXY" >/dev/null || { echo "run.sh: haproxy not found (apt-get install haproxy)" >&2; exit 2; }
 command -v "$PHP" >/dev/null || { echo "run.sh: php not found (apt-get install php-cli)" >&2; exit 2; }
+command -v openssl >/dev/null || { echo "run.sh: openssl not found (apt-get install openssl)" >&2; exit 2; }
 "$PYTHON" -c 'import websockets' 2>/dev/null || { echo "run.sh: python3 module websockets missing (python3 -m pip install websockets)" >&2; exit 2; }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/ws2api-haproxy.XXXXXX")"
@@ -55,7 +60,7 @@ trap 'exit 143' TERM
 # them again; fine on a test machine.)
 PORTS="$("$PYTHON" -c '
 import socket
-socks = [socket.socket() for _ in range(6)]
+socks = [socket.socket() for _ in range(7)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 ports = [s.getsockname()[1] for s in socks]
@@ -63,7 +68,29 @@ for s in socks:
     s.close()
 print(" ".join(map(str, ports)))
 ')"
-read -r FRONT GW1 CTL1 GW2 CTL2 API <<<"$PORTS"
+read -r FRONT GW1 CTL1 GW2 CTL2 API TLSFRONT <<<"$PORTS"
+
+# Certificates (EC P-256): a test CA; the server's, for 127.0.0.1 and localhost; a
+# client's (CN charger-17) signed by the CA; and mallory's, self-signed, which does not
+# verify against the CA.
+make_certs() {
+    local d="$WORK"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=ws2api test CA" -keyout "$d/ca.key" -out "$d/ca.pem"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$d/server.ext"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+        -days 2 -extfile "$d/server.ext" -out "$d/server.crt"
+    cat "$d/server.crt" "$d/server.key" >"$d/server.pem"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/O=Acme/CN=charger-17" -keyout "$d/client.key" -out "$d/client.csr"
+    openssl x509 -req -in "$d/client.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+        -days 2 -out "$d/client.crt"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=mallory" -keyout "$d/mallory.key" -out "$d/mallory.crt"
+}
+make_certs >"$WORK/openssl.log" 2>&1 || { cat "$WORK/openssl.log" >&2; echo "run.sh: could not make the test certificates" >&2; exit 1; }
 
 # Wait until 127.0.0.1:$1 accepts a TCP connection: probe every 0.1 s, at most 10 s.
 # Fails early if the process ($2) has already exited.
@@ -111,6 +138,7 @@ for n in 1 2; do
 done
 
 sed -e "s/@FRONT@/$FRONT/" -e "s/@GW1@/$GW1/" -e "s/@GW2@/$GW2/" \
+    -e "s/@TLSFRONT@/$TLSFRONT/" -e "s|@WORK@|$WORK|g" \
     tests/haproxy/haproxy.cfg.in >"$WORK/haproxy.cfg"
 "$HAPROXY" -c -q -f "$WORK/haproxy.cfg" || { echo "run.sh: bad haproxy configuration" >&2; exit 1; }
 "$HAPROXY" -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
@@ -120,7 +148,8 @@ PIDS+=("$HAPROXY_PID")
 if ! wait_port "$API" "$PHP_PID" "php" \
     || ! wait_port "$GW1" "$GW1_PID" "ws2api 1" || ! wait_port "$CTL1" "$GW1_PID" "ws2api 1 control" \
     || ! wait_port "$GW2" "$GW2_PID" "ws2api 2" || ! wait_port "$CTL2" "$GW2_PID" "ws2api 2 control" \
-    || ! wait_port "$FRONT" "$HAPROXY_PID" "haproxy"; then
+    || ! wait_port "$FRONT" "$HAPROXY_PID" "haproxy" \
+    || ! wait_port "$TLSFRONT" "$HAPROXY_PID" "haproxy (TLS)"; then
     show_logs
     echo "0 passed, 1 failed"
     exit 1
@@ -129,6 +158,7 @@ fi
 status=0
 "$PYTHON" tests/haproxy/haproxy_test.py \
     --front "127.0.0.1:$FRONT" \
+    --tls-front "127.0.0.1:$TLSFRONT" --certs "$WORK" \
     --controls "http://127.0.0.1:$CTL1/" "http://127.0.0.1:$CTL2/" \
     --api "http://127.0.0.1:$API" || status=$?
 
