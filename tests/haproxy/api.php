@@ -1,13 +1,17 @@
 <?php
 // A minimal API server for tests/haproxy/run.sh: accepts every client, echoes
-// messages, and records the X-Forwarded-For of every request ws2api makes, so the
-// test can check that the address HAProxy saw reached the backend.
+// messages, and records what every request ws2api makes says about its client
+// (address, connection id, TLS, verified client certificate), so the test can check
+// that what HAProxy saw reached the backend.
 //
 //   GET    /<ClientId>   "ok"                  (Connect)
 //   POST   /<ClientId>   "echo: <body>"        (Message)
 //   DELETE /<ClientId>   "ok"                  (Disconnect)
-//   GET    /_seen        the log: one "METHOD ClientId X-Forwarded-For X-Connection-Id
-//                         X-Forwarded-Proto X-Client-Cert-CN" per line ('-' when absent)
+//   GET    /_seen        the log, one request per line, six space-separated fields:
+//                        METHOD ClientId X-Forwarded-For X-Connection-Id X-Forwarded-Proto X-Client-Cert-CN
+//
+// Every header field is rawurlencode()d (a value with spaces stays one field) and is
+// '-' when the header is absent.
 //
 // Run as the router script of `php -S`, with HAPROXY_TEST_LOG naming the log file.
 
@@ -23,6 +27,13 @@ function reply(int $status, string $body): void
     echo $body;
 }
 
+// A request header for the log: '-' when absent, else URL-encoded.
+function field(string $name): string
+{
+    $value = $_SERVER['HTTP_' . strtoupper(str_replace('-', '_', $name))] ?? null;
+    return $value === null ? '-' : rawurlencode($value);
+}
+
 if ($method === 'GET' && $path === '/_seen') {
     reply(200, is_file($log) ? (string) file_get_contents($log) : '');
     return true;
@@ -33,12 +44,11 @@ if (!preg_match('#^/([A-Za-z0-9._~-]{1,128})$#', $path, $m)) {
     return true;
 }
 $id = $m[1];
-$xff = $_SERVER['HTTP_X_FORWARDED_FOR'] ?? '-';
-$conn = $_SERVER['HTTP_X_CONNECTION_ID'] ?? '-';
-$proto = $_SERVER['HTTP_X_FORWARDED_PROTO'] ?? '-';
-// The CN is a certificate's text: keep the log one field per space.
-$cn = str_replace(' ', '_', $_SERVER['HTTP_X_CLIENT_CERT_CN'] ?? '-');
-file_put_contents($log, "$method $id $xff $conn $proto $cn\n", FILE_APPEND | LOCK_EX);
+$fields = [$method, $id];
+foreach (['X-Forwarded-For', 'X-Connection-Id', 'X-Forwarded-Proto', 'X-Client-Cert-CN'] as $name) {
+    $fields[] = field($name);
+}
+file_put_contents($log, implode(' ', $fields) . "\n", FILE_APPEND | LOCK_EX);
 
 switch ($method) {
     case 'GET':

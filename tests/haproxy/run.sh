@@ -8,7 +8,12 @@
 # (wss://, an optional client certificate from a test CA that `openssl` makes here) and
 # forwards with send-proxy-v2-ssl-cn: the API server must see X-Forwarded-Proto https on
 # every request of such a connection, and X-Client-Cert-CN on its Connect only for a
-# certificate that verified; plain ws:// requests carry X-Forwarded-Proto http.
+# certificate that verified (CN charger-17, signed by the test CA): no certificate, or
+# a self-signed one (CN mallory, which HAProxy lets through with verify != 0, as its own
+# log line shows), gives no CN. Plain ws:// requests carry X-Forwarded-Proto http, and
+# headers a client sends itself (X-Forwarded-Proto, X-Client-Cert-CN) are not passed on.
+# One check also writes PROXY v2 SSL TLVs straight to a gateway (the flag combinations
+# HAProxy does not produce on its own).
 #
 #   tests/haproxy/run.sh                      # uses target/release/ws2api
 #   WS2API_BIN=/path/to/ws2api tests/haproxy/run.sh
@@ -72,23 +77,30 @@ read -r FRONT GW1 CTL1 GW2 CTL2 API TLSFRONT <<<"$PORTS"
 
 # Certificates (EC P-256): a test CA; the server's, for 127.0.0.1 and localhost; a
 # client's (CN charger-17) signed by the CA; and mallory's, self-signed, which does not
-# verify against the CA.
+# verify against the CA. (Called in an `||` list, where `set -e` does not apply: every
+# step says `|| return 1` itself.)
 make_certs() {
     local d="$WORK"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -subj "/CN=ws2api test CA" -keyout "$d/ca.key" -out "$d/ca.pem"
+        -subj "/CN=ws2api test CA" -keyout "$d/ca.key" -out "$d/ca.pem" || return 1
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr"
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$d/server.ext"
+        -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr" || return 1
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$d/server.ext" || return 1
     openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
-        -days 2 -extfile "$d/server.ext" -out "$d/server.crt"
-    cat "$d/server.crt" "$d/server.key" >"$d/server.pem"
+        -days 2 -extfile "$d/server.ext" -out "$d/server.crt" || return 1
+    cat "$d/server.crt" "$d/server.key" >"$d/server.pem" || return 1
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -subj "/O=Acme/CN=charger-17" -keyout "$d/client.key" -out "$d/client.csr"
+        -subj "/O=Acme/CN=charger-17" -keyout "$d/client.key" -out "$d/client.csr" || return 1
     openssl x509 -req -in "$d/client.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
-        -days 2 -out "$d/client.crt"
+        -days 2 -out "$d/client.crt" || return 1
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -subj "/CN=mallory" -keyout "$d/mallory.key" -out "$d/mallory.crt"
+        -subj "/CN=mallory" -keyout "$d/mallory.key" -out "$d/mallory.crt" || return 1
+    # The premise of the checks: charger-17 verifies against the test CA, mallory not.
+    openssl verify -CAfile "$d/ca.pem" "$d/client.crt" || return 1
+    if openssl verify -CAfile "$d/ca.pem" "$d/mallory.crt"; then
+        echo "mallory's self-signed certificate verified against the test CA" >&2
+        return 1
+    fi
 }
 make_certs >"$WORK/openssl.log" 2>&1 || { cat "$WORK/openssl.log" >&2; echo "run.sh: could not make the test certificates" >&2; exit 1; }
 
@@ -115,7 +127,7 @@ show_logs() {
     done
 }
 
-echo "run.sh: haproxy on 127.0.0.1:$FRONT -> ws2api 127.0.0.1:$GW1 (control $CTL1), 127.0.0.1:$GW2 (control $CTL2); php API on 127.0.0.1:$API"
+echo "run.sh: haproxy on 127.0.0.1:$FRONT (ws) and 127.0.0.1:$TLSFRONT (wss) -> ws2api 127.0.0.1:$GW1 (control $CTL1), 127.0.0.1:$GW2 (control $CTL2); php API on 127.0.0.1:$API"
 
 HAPROXY_TEST_LOG="$WORK/seen.log" \
 PHP_CLI_SERVER_WORKERS=4 \
@@ -158,7 +170,8 @@ fi
 status=0
 "$PYTHON" tests/haproxy/haproxy_test.py \
     --front "127.0.0.1:$FRONT" \
-    --tls-front "127.0.0.1:$TLSFRONT" --certs "$WORK" \
+    --tls-front "127.0.0.1:$TLSFRONT" --certs "$WORK" --haproxy-log "$WORK/haproxy.log" \
+    --gateways "127.0.0.1:$GW1" "127.0.0.1:$GW2" \
     --controls "http://127.0.0.1:$CTL1/" "http://127.0.0.1:$CTL2/" \
     --api "http://127.0.0.1:$API" || status=$?
 
