@@ -32,7 +32,6 @@ every poll by a count.
 import argparse
 import asyncio
 import base64
-import http.client
 import json
 import os
 import socket
@@ -47,26 +46,11 @@ import websockets
 import websockets.exceptions as wsx
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from checks import check, finish, note, shard_of  # noqa: E402
+from checks import check, finish, http_call, note, shard_of  # noqa: E402
 
 TIMEOUT = 5.0  # seconds, for any single wait
 
-
-
 # ---- the control listener ----------------------------------------------------------
-
-
-def http_call(base, method, path, body=b"", content_type=None):
-    """One blocking, bounded request; returns (status, body bytes, headers)."""
-    u = urllib.parse.urlsplit(base)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=TIMEOUT)
-    try:
-        headers = {"Content-Type": content_type} if content_type else {}
-        conn.request(method, path, body=body, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.read(), resp.headers
-    finally:
-        conn.close()
 
 
 class Control:

@@ -18,7 +18,6 @@ exits 1 if anything failed. Every wait is bounded by a timeout; every poll by a 
 import argparse
 import asyncio
 import base64
-import http.client
 import json
 import os
 import socket
@@ -31,26 +30,11 @@ import websockets
 import websockets.exceptions as wsx
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from checks import check, finish, shard_of  # noqa: E402
+from checks import check, finish, http_call, shard_of  # noqa: E402
 
 TIMEOUT = 5.0  # seconds, for any single wait
 
-
-
 # ---- the control listener ----------------------------------------------------------
-
-
-def http_call(base, method, path, body=b"", content_type=None):
-    """One blocking, bounded request; returns (status, body bytes, content type)."""
-    u = urllib.parse.urlsplit(base)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=TIMEOUT)
-    try:
-        headers = {"Content-Type": content_type} if content_type else {}
-        conn.request(method, path, body=body, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.read(), resp.getheader("Content-Type") or ""
-    finally:
-        conn.close()
 
 
 def http_head_only(base, method, path, content_length):

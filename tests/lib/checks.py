@@ -3,12 +3,14 @@ check (`PASS name` / `FAIL name: why`), a bounded run per check, the closing
 `N passed, M failed` line and exit status, and the shard function.
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-    from checks import check, finish, note, report, shard_of
+    from checks import check, finish, http_call, note, report, shard_of
 """
 
 import asyncio
+import http.client
 import sys
 import time
+import urllib.parse
 
 RESULTS = {"passed": 0, "failed": 0}
 STARTED = time.monotonic()
@@ -62,3 +64,17 @@ def fnv1a64(data: bytes) -> int:
 def shard_of(client_id: str, shards: int) -> int:
     """The shard that owns `client_id`."""
     return fnv1a64(client_id.encode()) % shards
+
+
+def http_call(base, method, path, body=b"", content_type=None, timeout=5.0):
+    """One blocking, bounded request to `base` (e.g. a control listener's URL); returns
+    (status, body bytes, headers)."""
+    u = urllib.parse.urlsplit(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    try:
+        headers = {"Content-Type": content_type} if content_type else {}
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read(), resp.headers
+    finally:
+        conn.close()
