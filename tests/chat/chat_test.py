@@ -13,47 +13,19 @@ import argparse
 import asyncio
 import http.client
 import json
+import os
 import sys
-import time
 import urllib.parse
 import uuid
 
 import websockets
 import websockets.exceptions as wsx
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from checks import check, finish, shard_of  # noqa: E402
+
 TIMEOUT = 5.0  # seconds, for any single wait
-RESULTS = {"passed": 0, "failed": 0}
 CLOSED = object()
-
-
-def report(name, error=None):
-    if error is None:
-        RESULTS["passed"] += 1
-        print(f"PASS {name}", flush=True)
-    else:
-        RESULTS["failed"] += 1
-        print(f"FAIL {name}: {error}", flush=True)
-
-
-async def check(name, coro):
-    try:
-        await asyncio.wait_for(coro, 6 * TIMEOUT)
-        report(name)
-    except AssertionError as e:
-        report(name, str(e) or "assertion failed")
-    except asyncio.TimeoutError:
-        report(name, "timed out")
-    except Exception as e:  # noqa: BLE001 - any error is a failure of this check
-        report(name, f"{type(e).__name__}: {e}")
-
-
-def fnv1a64(data: bytes) -> int:
-    """The shard function of shards/src/shard_fn.rs."""
-    h = 0xCBF29CE484222325
-    for byte in data:
-        h ^= byte
-        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return h
 
 
 def http_call(base, method, path, body=b""):
@@ -154,7 +126,7 @@ async def main(gateway, control, shards):
             for name, room in (("alice", "lobby"), ("bob", "lobby"), ("carol", "den")):
                 got = await rooms_of(users[name])
                 assert got == [room], f"{name} is in {got}, expected [{room!r}]"
-            owners = {fnv1a64(n.encode()) % shards for n in ("alice", "bob")}
+            owners = {shard_of(n, shards) for n in ("alice", "bob")}
             assert owners == set(range(shards)), f"alice and bob should sit on different shards: {owners}"
 
         async def line_reaches_the_room_only():
@@ -209,10 +181,8 @@ if __name__ == "__main__":
     ap.add_argument("--shards", type=int, default=2, help="ws2api's --shards")
     args = ap.parse_args()
     print(f"websockets {websockets.__version__}", flush=True)
-    started = time.monotonic()
     try:
         asyncio.run(main(args.gateway, args.control, args.shards))
     except KeyboardInterrupt:
         pass
-    print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed in {time.monotonic() - started:.1f} s", flush=True)
-    sys.exit(1 if RESULTS["failed"] else 0)
+    finish()
