@@ -46,24 +46,16 @@ import websockets
 import websockets.exceptions as wsx
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from checks import check, finish, http_call, note, shard_of  # noqa: E402
+import checks  # noqa: E402
+from checks import check, finish, metric, note, shard_of  # noqa: E402
 
 TIMEOUT = 5.0  # seconds, for any single wait
 
 # ---- the control listener ----------------------------------------------------------
 
 
-class Control:
-    """The control listener of one gateway."""
-
-    def __init__(self, base):
-        self.base = base.rstrip("/")
-
-    async def call(self, method, path, body=b"", content_type=None):
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            None, http_call, self.base, method, path, body, content_type
-        )
+class Control(checks.Control):
+    """The control listener of one gateway, with the routes these checks drive."""
 
     async def push(self, client_id, body):
         """POST /<ClientId>: the status."""
@@ -73,48 +65,11 @@ class Control:
         return status
 
     async def info(self, client_id):
-        status, data, _ = await self.call("GET", f"/{client_id}")
-        assert status == 200, f"GET /{client_id} answered {status}: {data[:200]!r}"
-        try:
-            return json.loads(data)
-        except ValueError as e:
-            raise AssertionError(f"GET /{client_id}: not JSON ({e}): {data[:200]!r}") from None
+        return await self.json("GET", f"/{client_id}")
 
     async def readyz(self):
         status, _, _ = await self.call("GET", "/readyz")
         return status
-
-    async def metrics(self):
-        """/metrics as {(name, frozenset(labels)): value}."""
-        status, data, _ = await self.call("GET", "/metrics")
-        assert status == 200, f"GET /metrics answered {status}"
-        out = {}
-        for line in data.decode().splitlines():
-            if not line or line.startswith("#"):
-                continue
-            series, _, value = line.rpartition(" ")
-            name, _, labels = series.partition("{")
-            pairs = frozenset(
-                tuple(p.split("=", 1)) for p in labels.rstrip("}").split(",") if "=" in p
-            )
-            pairs = frozenset((k, v.strip('"')) for k, v in pairs)
-            out[(name, pairs)] = float(value)
-        return out
-
-    async def total(self, name, **labels):
-        """A metric summed over shards (and any other labels not given)."""
-        return sum(metric(await self.metrics(), name, **labels).values())
-
-
-def metric(metrics, name, **labels):
-    """{shard: value} of `name` whose labels include `labels`."""
-    want = {(k, str(v)) for k, v in labels.items()}
-    found = {}
-    for (n, pairs), value in metrics.items():
-        if n == name and want <= pairs:
-            shard = dict(pairs).get("shard", "-")
-            found[shard] = found.get(shard, 0) + value
-    return found
 
 
 REASONS = ("origin", "ip_connections", "ip_rate", "ip_table_full", "outbound_budget")

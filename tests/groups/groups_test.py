@@ -30,7 +30,8 @@ import websockets
 import websockets.exceptions as wsx
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from checks import check, finish, http_call, shard_of  # noqa: E402
+import checks  # noqa: E402
+from checks import check, finish, metric, shard_of  # noqa: E402
 
 TIMEOUT = 5.0  # seconds, for any single wait
 
@@ -59,29 +60,8 @@ def http_head_only(base, method, path, content_length):
     return int(parts[1])
 
 
-class Control:
-    """The control listener of one gateway."""
-
-    def __init__(self, base):
-        self.base = base.rstrip("/")
-
-    async def call(self, method, path, body=b"", content_type=None):
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            None, http_call, self.base, method, path, body, content_type
-        )
-
-    async def status(self, method, path, body=b""):
-        status, _, _ = await self.call(method, path, body)
-        return status
-
-    async def json(self, method, path, body=b"", content_type=None):
-        status, data, _ = await self.call(method, path, body, content_type)
-        assert status == 200, f"{method} {path} answered {status}: {data[:200]!r}"
-        try:
-            return json.loads(data)
-        except ValueError as e:
-            raise AssertionError(f"{method} {path}: not JSON ({e}): {data[:200]!r}") from None
+class Control(checks.Control):
+    """The control listener of one gateway, with the routes these checks drive."""
 
     async def broadcast(self, group, body, except_=None, binary=False):
         path = f"/groups/{group}" + (f"?except={except_}" if except_ else "")
@@ -113,33 +93,6 @@ class Control:
         status = await self.status("POST", f"/{client_id}", text.encode())
         assert status == 200, f"push to {client_id} answered {status}"
 
-    async def metrics(self):
-        """/metrics as {(name, frozenset(labels)): value}."""
-        status, data, _ = await self.call("GET", "/metrics")
-        assert status == 200, f"GET /metrics answered {status}"
-        out = {}
-        for line in data.decode().splitlines():
-            if not line or line.startswith("#"):
-                continue
-            series, _, value = line.rpartition(" ")
-            name, _, labels = series.partition("{")
-            pairs = frozenset(
-                tuple(p.split("=", 1)) for p in labels.rstrip("}").split(",") if "=" in p
-            )
-            pairs = frozenset((k, v.strip('"')) for k, v in pairs)
-            out[(name, pairs)] = float(value)
-        return out
-
-
-def metric(metrics, name, **labels):
-    """{shard: value} of `name` whose labels include `labels`."""
-    want = {(k, str(v)) for k, v in labels.items()}
-    found = {}
-    for (n, pairs), value in metrics.items():
-        if n == name and want <= pairs:
-            shard = dict(pairs).get("shard", "-")
-            found[shard] = found.get(shard, 0) + value
-    return found
 
 
 # ---- clients -----------------------------------------------------------------------

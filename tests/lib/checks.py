@@ -3,11 +3,12 @@ check (`PASS name` / `FAIL name: why`), a bounded run per check, the closing
 `N passed, M failed` line and exit status, and the shard function.
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-    from checks import check, finish, http_call, note, report, shard_of
+    from checks import Control, check, finish, http_call, metric, note, report, shard_of
 """
 
 import asyncio
 import http.client
+import json
 import sys
 import time
 import urllib.parse
@@ -78,3 +79,60 @@ def http_call(base, method, path, body=b"", content_type=None, timeout=5.0):
         return resp.status, resp.read(), resp.headers
     finally:
         conn.close()
+
+
+class Control:
+    """The control listener of one gateway (tests add the routes they drive)."""
+
+    def __init__(self, base):
+        self.base = base.rstrip("/")
+
+    async def call(self, method, path, body=b"", content_type=None):
+        """(status, body bytes, headers) of one request, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, http_call, self.base, method, path, body, content_type)
+
+    async def status(self, method, path, body=b""):
+        status, _, _ = await self.call(method, path, body)
+        return status
+
+    async def json(self, method, path, body=b"", content_type=None):
+        """The JSON answer of a request that must answer 200."""
+        status, data, _ = await self.call(method, path, body, content_type)
+        assert status == 200, f"{method} {path} answered {status}: {data[:200]!r}"
+        try:
+            return json.loads(data)
+        except ValueError as e:
+            raise AssertionError(f"{method} {path}: not JSON ({e}): {data[:200]!r}") from None
+
+    async def metrics(self):
+        """/metrics as {(name, frozenset(labels)): value}."""
+        status, data, _ = await self.call("GET", "/metrics")
+        assert status == 200, f"GET /metrics answered {status}"
+        out = {}
+        for line in data.decode().splitlines():
+            if not line or line.startswith("#"):
+                continue
+            series, _, value = line.rpartition(" ")
+            name, _, labels = series.partition("{")
+            pairs = frozenset(
+                tuple(p.split("=", 1)) for p in labels.rstrip("}").split(",") if "=" in p
+            )
+            pairs = frozenset((k, v.strip('"')) for k, v in pairs)
+            out[(name, pairs)] = float(value)
+        return out
+
+    async def total(self, name, **labels):
+        """A metric summed over shards (and any other labels not given)."""
+        return sum(metric(await self.metrics(), name, **labels).values())
+
+
+def metric(metrics, name, **labels):
+    """{shard: value} of `name` whose labels include `labels`."""
+    want = {(k, str(v)) for k, v in labels.items()}
+    found = {}
+    for (n, pairs), value in metrics.items():
+        if n == name and want <= pairs:
+            shard = dict(pairs).get("shard", "-")
+            found[shard] = found.get(shard, 0) + value
+    return found
