@@ -31,10 +31,8 @@ every poll by a count.
 
 import argparse
 import asyncio
-import base64
 import json
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -47,7 +45,7 @@ import websockets.exceptions as wsx
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import checks  # noqa: E402
-from checks import check, finish, metric, note, shard_of  # noqa: E402
+from checks import check, finish, metric, note, shard_of, stalled_client  # noqa: E402
 
 TIMEOUT = 5.0  # seconds, for any single wait
 
@@ -228,34 +226,6 @@ async def recv(ws, what):
 
 # ---- raw clients that stop reading -------------------------------------------------
 
-
-def stalled_client(gateway, client_id, rcvbuf=4096):
-    """A raw client that completes the handshake and then does not read: a small
-    receive buffer (set before connect, so the window is small from the start) makes
-    the gateway's kernel buffers fill and its own queue grow. Returns the socket (and
-    any bytes read past the 101 head); the caller closes it."""
-    u = urllib.parse.urlsplit(gateway)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        s.settimeout(TIMEOUT)
-        s.connect((u.hostname, u.port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall(
-            f"GET /{client_id} HTTP/1.1\r\nHost: {u.netloc}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head and len(head) < 16384:
-            chunk = s.recv(1024)
-            if not chunk:
-                break
-            head += chunk
-        assert head.startswith(b"HTTP/1.1 101"), f"stalled client's handshake: {head[:80]!r}"
-        return s, head.split(b"\r\n\r\n", 1)[1]
-    except BaseException:
-        s.close()
-        raise
 
 
 def read_frames(sock, pending, count, deadline_s):

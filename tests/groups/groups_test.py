@@ -17,7 +17,6 @@ exits 1 if anything failed. Every wait is bounded by a timeout; every poll by a 
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import socket
@@ -31,7 +30,7 @@ import websockets.exceptions as wsx
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import checks  # noqa: E402
-from checks import check, finish, metric, shard_of  # noqa: E402
+from checks import check, finish, metric, shard_of, stalled_client  # noqa: E402
 
 TIMEOUT = 5.0  # seconds, for any single wait
 
@@ -202,33 +201,6 @@ class Session:
     async def __aexit__(self, *exc):
         await asyncio.gather(*(c.shut() for c in self.clients), return_exceptions=True)
 
-
-def stalled_client(gateway, client_id, query):
-    """A raw client that completes the handshake and then never reads: a small receive
-    buffer (set before connect, so the window is small from the start) lets its queue in
-    the gateway fill quickly. Returns the socket; the caller closes it."""
-    u = urllib.parse.urlsplit(gateway)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-        s.settimeout(TIMEOUT)
-        s.connect((u.hostname, u.port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall(
-            f"GET /{client_id}?{query} HTTP/1.1\r\nHost: {u.netloc}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head and len(head) < 16384:
-            chunk = s.recv(1024)
-            if not chunk:
-                break
-            head += chunk
-        assert head.startswith(b"HTTP/1.1 101"), f"stalled client's handshake: {head[:80]!r}"
-        return s
-    except BaseException:
-        s.close()
-        raise
 
 
 def read_disconnects(path, client_id):
@@ -726,7 +698,7 @@ async def main(args):
         loop = asyncio.get_running_loop()
         stalled_id = cid("stalled", 0)
         before = await lctl.metrics()
-        sock = await loop.run_in_executor(None, stalled_client, lgw, stalled_id, q(join=g))
+        sock, _ = await loop.run_in_executor(None, stalled_client, lgw, f"{stalled_id}?{q(join=g)}", 2048)
         try:
             async with Session(lgw) as s:
                 readers = [await s.connect(cid("reader", shard), q(join=g)) for shard in both]

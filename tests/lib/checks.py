@@ -3,12 +3,16 @@ check (`PASS name` / `FAIL name: why`), a bounded run per check, the closing
 `N passed, M failed` line and exit status, and the shard function.
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-    from checks import Control, check, finish, http_call, metric, note, report, shard_of
+    from checks import Control, check, finish, http_call, metric, note, report, shard_of,
+        stalled_client
 """
 
 import asyncio
+import base64
 import http.client
 import json
+import os
+import socket
 import sys
 import time
 import urllib.parse
@@ -136,3 +140,33 @@ def metric(metrics, name, **labels):
             shard = dict(pairs).get("shard", "-")
             found[shard] = found.get(shard, 0) + value
     return found
+
+
+def stalled_client(gateway, target, rcvbuf=4096, timeout=5.0):
+    """A raw client of `gateway` (ws://host:port) that completes the handshake for
+    `/<target>` (a ClientId, with a query if wanted) and then does not read: a small
+    receive buffer (set before connect, so the window is small from the start) makes the
+    gateway's kernel buffers fill and its own queue grow. Returns the socket and any
+    bytes read past the 101 head; the caller closes the socket."""
+    u = urllib.parse.urlsplit(gateway)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(timeout)
+        s.connect((u.hostname, u.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall(
+            f"GET /{target} HTTP/1.1\r\nHost: {u.netloc}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 16384:
+            chunk = s.recv(1024)
+            if not chunk:
+                break
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101"), f"stalled client's handshake: {head[:80]!r}"
+        return s, head.split(b"\r\n\r\n", 1)[1]
+    except BaseException:
+        s.close()
+        raise
