@@ -9,7 +9,6 @@ use glommio::net::TcpStream;
 use ws2api_shards::{Key, Pass};
 
 use super::admission::AddressSlot;
-
 use super::Shard;
 use crate::api::contract::{self, EventAnswer, Who};
 use crate::api::ApiError;
@@ -87,12 +86,7 @@ fn post_message(shard: &Rc<Shard>, key: Key, inflight: InFlight, message: Messag
             Message::Text(body) => (body, false),
             Message::Binary(body) => (body, true),
         };
-        let who = Who::new(
-            conn.client_id.as_str(),
-            &conn.conn_id,
-            conn.peer.ip(),
-            conn.proto(),
-        );
+        let who = who(conn);
         let event = contract::Message::new(who, &body, binary);
         let headers = event.headers();
         let answer = shard.api_request(&event.request(&headers)).await;
@@ -161,15 +155,20 @@ fn post_message(shard: &Rc<Shard>, key: Key, inflight: InFlight, message: Messag
     .detach();
 }
 
-/// The Disconnect: `DELETE {api}{ClientId}` with the reason as body and
-/// `X-Close-Code`. Retried with backoff on failure or a 5xx; never dropped silently.
-async fn disconnect(shard: &Shard, conn: &Conn, ended: &Ended) {
-    let who = Who::new(
+/// Who the requests of `conn`'s events are about.
+fn who(conn: &Conn) -> Who<'_> {
+    Who::new(
         conn.client_id.as_str(),
         &conn.conn_id,
         conn.peer.ip(),
         conn.proto(),
-    );
+    )
+}
+
+/// The Disconnect: `DELETE {api}{ClientId}` with the reason as body and
+/// `X-Close-Code`. Retried with backoff on failure or a 5xx; never dropped silently.
+async fn disconnect(shard: &Shard, conn: &Conn, ended: &Ended) {
+    let who = who(conn);
     let event = contract::Disconnect::new(who, ended.code, &ended.reason);
     let headers = event.headers();
     let request = event.request(&headers);
