@@ -262,6 +262,24 @@ pub struct Cli {
     )]
     pub shutdown_timeout: String,
 
+    /// Speak TLS (wss://) on the public listener with this PEM certificate (its chain may follow it in the file) [default: none = plain ws://]
+    ///
+    /// TLS 1.2 and 1.3, ALPN http/1.1; needs --tls-key. SIGHUP reloads the certificate, key and client CA (files that do not load keep the old ones).
+    #[arg(long, env = "WS2API_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1) [default: none]
+    #[arg(long, env = "WS2API_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Ask clients for a certificate signed by a CA in this PEM file; Connect then carries X-Client-Cert-Subject, -CN and -Fingerprint [default: none = no client certificates]
+    #[arg(long, env = "WS2API_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// With --tls-client-ca: `required` (no certificate, no connection) or `optional` (a client may present none; one it presents must verify) [default: required]
+    #[arg(long, env = "WS2API_TLS_CLIENT_AUTH", value_name = "MODE")]
+    pub tls_client_auth: Option<String>,
+
     /// Expect a PROXY protocol header on every public connection [default: off]
     ///
     /// For running behind HAProxy or a load balancer: X-Forwarded-For then carries the real client address.

@@ -68,5 +68,6 @@ pub mod server;
 pub mod shard;
 pub mod side;
 pub mod stats;
+pub mod tls;
 pub mod transport;
 pub mod ws;

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGUSR1);
     signals.add(Signal::SIGUSR2);
+    signals.add(Signal::SIGHUP);
     if let Err(e) = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&signals), None) {
         eprintln!("ws2api: error: cannot block signals: {e}");
         return ExitCode::from(1);
@@ -79,12 +80,24 @@ fn main() -> ExitCode {
     );
 
     let stopper = gateway.stopper();
+    let certs = gateway.certs();
     let signal_profiler = Arc::clone(&profiler);
     let _ = std::thread::Builder::new()
         .name("ws2api-signals".into())
         .spawn(move || loop {
             match signals.wait() {
                 Ok(Signal::SIGUSR1) => stopper.dump(),
+                Ok(Signal::SIGHUP) => match &certs {
+                    Some(certs) => match certs.reload() {
+                        Ok(()) => log::info!(
+                            "ws2api: SIGHUP: TLS certificate, key and client CA reloaded"
+                        ),
+                        Err(e) => {
+                            log::error!("ws2api: SIGHUP: {e}; keeping the previous TLS files")
+                        }
+                    },
+                    None => log::info!("ws2api: SIGHUP: no --tls-cert, nothing to reload"),
+                },
                 Ok(Signal::SIGUSR2) => {
                     if let Err(e) = signal_profiler.write() {
                         log::error!("ws2api: {e}");

@@ -12,6 +12,7 @@ use ws2api_shards::{MeshPlan, Runtime, RuntimeSpec};
 
 use crate::config::Config;
 use crate::shard::{self, wake_byte, ShardMsg, ShardStart, MESH_CAPACITY};
+use crate::tls::Certs;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,9 @@ pub enum StartError {
         /// What the kernel said.
         source: io::Error,
     },
+    /// The TLS files did not load (they did when the flags were checked).
+    #[error("{0}")]
+    Tls(#[from] crate::tls::FilesError),
     /// The executors could not start.
     #[error("starting shards: {0}")]
     Runtime(io::Error),
@@ -52,6 +56,7 @@ pub struct Gateway {
     /// Where the control listener is (port 0 resolved).
     pub control_addr: SocketAddr,
     wakers: Arc<Vec<Waker>>,
+    certs: Option<Arc<Certs>>,
     runtime: Runtime,
 }
 
@@ -96,6 +101,10 @@ impl Gateway {
                 addr: config.control.listen,
                 source,
             })?;
+        let certs = match &config.tls {
+            Some(files) => Some(Arc::new(Certs::load(files.clone())?)),
+            None => None,
+        };
         let boot = process_id();
         let plan: MeshPlan<ShardMsg> = MeshPlan::new(shards, MESH_CAPACITY);
         let config = Arc::new(config);
@@ -112,6 +121,7 @@ impl Gateway {
                 control: control.take(id).expect("one control socket per shard"),
                 wakeup,
                 boot,
+                certs: certs.clone(),
             });
         }
         // Each shard takes its own start; the closure is cloned per shard, so the
@@ -139,6 +149,7 @@ impl Gateway {
             public_addr: public.addr,
             control_addr: control.addr,
             wakers: Arc::new(wakers),
+            certs,
             runtime,
         })
     }
@@ -148,6 +159,11 @@ impl Gateway {
         Stopper {
             wakers: self.wakers.clone(),
         }
+    }
+
+    /// The TLS configuration `SIGHUP` reloads, with `--tls-cert`.
+    pub fn certs(&self) -> Option<Arc<Certs>> {
+        self.certs.clone()
     }
 
     /// Waits until every shard has stopped.

@@ -10,6 +10,7 @@ use clap::Parser;
 use crate::cli::Cli;
 use crate::edge::AllowedOrigins;
 use crate::logger::LogLevel;
+use crate::tls::{ClientAuth, TlsFiles};
 
 mod api_url;
 mod parse;
@@ -61,6 +62,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `--proxy-protocol`: every public connection starts with a PROXY header.
     pub proxy_protocol: bool,
+    /// `--tls-cert` and its companions: TLS on the public listener (the files load).
+    pub tls: Option<TlsFiles>,
     /// `Some(addr)` with --demo: run the demo API there (`api.url` already points at it).
     pub demo: Option<SocketAddr>,
     /// What one client may cost and how long it may stay silent.
@@ -249,6 +252,57 @@ fn at_least_one(flag: &'static str, n: usize) -> Result<usize, ConfigError> {
         return Err(invalid(flag, "must be at least 1"));
     }
     Ok(n)
+}
+
+/// `--tls-cert`, `--tls-key`, `--tls-client-ca`, `--tls-client-auth`: all or none of
+/// the listener's pair, the client flags only with it, and files that load.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    client_auth: Option<String>,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    let client_auth = match client_auth.as_deref() {
+        None | Some("required") => ClientAuth::Required,
+        Some("optional") => ClientAuth::Optional,
+        Some(other) => {
+            return Err(invalid(
+                "tls-client-auth",
+                format!("'{other}' is neither required nor optional"),
+            ))
+        }
+    };
+    let (cert, key) = match (cert, key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => {
+            if client_ca.is_some() {
+                return Err(invalid("tls-client-ca", "needs --tls-cert and --tls-key"));
+            }
+            if client_auth == ClientAuth::Optional {
+                return Err(invalid(
+                    "tls-client-auth",
+                    "needs --tls-cert and --tls-client-ca",
+                ));
+            }
+            return Ok(None);
+        }
+        (Some(_), None) => return Err(invalid("tls-cert", "needs --tls-key")),
+        (None, Some(_)) => return Err(invalid("tls-key", "needs --tls-cert")),
+    };
+    if client_ca.is_none() && client_auth == ClientAuth::Optional {
+        return Err(invalid("tls-client-auth", "needs --tls-client-ca"));
+    }
+    let files = TlsFiles {
+        cert,
+        key,
+        client_ca,
+        client_auth,
+    };
+    files.load().map_err(|e| ConfigError::Invalid {
+        flag: e.flag,
+        reason: format!("{}: {}", e.path.display(), e.reason),
+    })?;
+    Ok(Some(files))
 }
 
 fn output_file(flag: &'static str, p: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigError> {
@@ -470,6 +524,13 @@ impl Config {
             ));
         }
 
+        let tls = tls_files(
+            cli.tls_cert,
+            cli.tls_key,
+            cli.tls_client_ca,
+            cli.tls_client_auth,
+        )?;
+
         let cpuprofile = output_file("cpuprofile", cli.cpuprofile)?;
         let memprofile = output_file("memprofile", cli.memprofile)?;
         if let (Some(c), Some(m)) = (&cpuprofile, &memprofile) {
@@ -483,6 +544,7 @@ impl Config {
             shards,
             shutdown_timeout,
             proxy_protocol: cli.proxy_protocol,
+            tls,
             demo,
             limits: ClientLimits {
                 max_connections,

@@ -31,6 +31,7 @@ pub mod public;
 pub mod report;
 pub mod session;
 pub mod state;
+pub mod wire;
 
 use std::cell::RefCell;
 use std::os::fd::OwnedFd;
@@ -43,6 +44,7 @@ use ws2api_shards::wake::Wakeup;
 use ws2api_shards::MeshPlan;
 
 use crate::config::Config;
+use crate::tls::{Certs, ShardCerts};
 pub use msg::{Delivery, Membership, Op, OpReply, ShardMsg};
 pub use state::{Client, Shard};
 
@@ -76,6 +78,8 @@ pub struct ShardStart {
     pub wakeup: Wakeup,
     /// Process start time, part of every connection id.
     pub boot: u64,
+    /// The TLS configuration, shared with the `SIGHUP` reload, with `--tls-cert`.
+    pub certs: Option<Arc<Certs>>,
 }
 
 /// Runs one shard until its orderly stop completes.
@@ -88,9 +92,12 @@ pub async fn run(start: ShardStart) {
         control,
         wakeup,
         boot,
+        certs,
     } = start;
     let mut mesh = plan.join(id).await;
-    let shard = Rc::new(Shard::new(id, config.clone(), mesh.sender(), boot));
+    let mut shard = Shard::new(id, config.clone(), mesh.sender(), boot);
+    shard.tls = certs.map(ShardCerts::new);
+    let shard = Rc::new(shard);
     {
         let shard = shard.clone();
         mesh.serve(move |from, msg| shard.on_mesh(from, msg));

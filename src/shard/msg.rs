@@ -11,6 +11,7 @@ use crate::edge::Refusal;
 use crate::group::{Audience, GroupName};
 use crate::http::upgrade::Upgrade;
 use crate::stats::ShardStats;
+use crate::tls::TlsLink;
 use crate::transport::Transport;
 
 /// Everything one shard may ask of another. Plain data (`Send`): no `Rc`, no stream.
@@ -28,6 +29,8 @@ pub enum ShardMsg {
         address: Option<IpAddr>,
         /// TLS or not, and the client's certificate.
         transport: Transport,
+        /// The TLS session, with `--tls-cert` (boxed in the link already).
+        link: Option<Box<TlsLink>>,
     },
     /// A connection counted for `ip` (on the receiving shard, which owns the address)
     /// ended. No reply.

@@ -303,6 +303,7 @@ impl Shard {
                 upgrade,
                 address,
                 transport,
+                link,
             } => {
                 let pass = self.gate.enter();
                 let slot = address.map(|ip| AddressSlot::adopt(self, ip));
@@ -313,6 +314,7 @@ impl Shard {
                         stream,
                         peer,
                         transport,
+                        link,
                         leftover,
                         pass,
                         slot,

@@ -11,13 +11,15 @@ use ws2api_shards::{listener, Handoff, Pass};
 
 use super::admission::{self, AddressSlot};
 use super::session;
+use super::wire::{HandshakeFailure, Wire};
 use super::{Shard, ShardMsg};
 use crate::api::contract::{Connect, ConnectVerdict, EventAnswer, Who};
 use crate::error::{Error, Side};
 use crate::http::proxy::{ProxyHeader, ProxyTls};
-use crate::http::read::{read_head, read_proxy_header};
+use crate::http::read::{read_head, read_proxy_header, ReadError};
 use crate::http::response;
 use crate::http::upgrade::Upgrade;
+use crate::tls::TlsLink;
 use crate::transport::{ClientCert, Transport};
 use crate::ws::Conn;
 
@@ -53,6 +55,8 @@ pub struct Arrived {
     pub peer: SocketAddr,
     /// TLS or not, and the client's certificate.
     pub transport: Transport,
+    /// The TLS session, when the gateway terminates TLS itself (`--tls-cert`).
+    pub link: Option<Box<TlsLink>>,
     /// Bytes the client sent behind its request head.
     pub leftover: Vec<u8>,
     /// Its pass of the owning shard's gate.
@@ -75,8 +79,17 @@ fn transport_of(tls: Option<ProxyTls>) -> Transport {
     }
 }
 
-/// Reads the upgrade request within `--handshake-timeout`, checks it, and serves it
-/// here or hands it, checked, to its owner.
+/// Why the handshake phase ended early.
+enum Early {
+    /// The PROXY header or the request head could not be read.
+    Read(ReadError),
+    /// The TLS handshake failed.
+    Tls(HandshakeFailure),
+}
+
+/// Reads the upgrade request within `--handshake-timeout` (the TLS handshake first,
+/// with `--tls-cert`), checks it, and serves it here or hands it, checked, to its
+/// owner.
 async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
     let mut peer = match stream.peer_addr() {
         Ok(peer) => peer,
@@ -84,6 +97,16 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
     };
     let mut transport = Transport::default();
     let _ = stream.set_nodelay(true);
+    let mut link = match &shard.tls {
+        None => None,
+        Some(certs) => match TlsLink::new(certs.current()) {
+            Ok(link) => Some(Box::new(link)),
+            Err(e) => {
+                log::warn!("shard {}: cannot start a TLS session: {e}", shard.id);
+                return;
+            }
+        },
+    };
     let mut buf = Vec::new();
     let max_head = shard.config.limits.max_head_size;
     let proxied = shard.config.proxy_protocol;
@@ -95,31 +118,56 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
                     transport = transport_of(tls);
                 }
                 Ok(ProxyHeader::Local) => {}
-                Err(e) => return Ok(Err(e)),
+                Err(e) => return Ok(Err(Early::Read(e))),
             }
         }
-        Ok(read_head(&mut stream, &mut buf, max_head).await)
+        let mut wire = match link.as_deref_mut() {
+            // Bytes behind the PROXY header are the start of the TLS session.
+            Some(link) => Wire::tls(&mut stream, link, std::mem::take(&mut buf)),
+            None => Wire::plain(&mut stream),
+        };
+        if let Err(failure) = wire.handshake().await {
+            return Ok(Err(Early::Tls(failure)));
+        }
+        if wire.is_tls() {
+            shard.stats.borrow_mut().tls_handshakes += 1;
+        }
+        let head = read_head(&mut wire, &mut buf, max_head).await;
+        wire.finish(&mut buf);
+        Ok(head.map_err(Early::Read))
     })
     .await;
+    if let Some(link) = &link {
+        transport = Transport {
+            tls: true,
+            cert: link.client_cert(),
+        };
+    }
     let checked = match read {
+        Err(_) if link.as_ref().is_some_and(|l| l.is_handshaking()) => {
+            return tls_failed(&shard, peer, &HandshakeFailure::Timeout);
+        }
         Err(_) => Err(Error::HandshakeTimeout),
         Ok(Ok(Some((head_len, head)))) => Upgrade::new(head)
             .map(|upgrade| (head_len, upgrade))
             .map_err(Error::from),
         Ok(Ok(None)) => return,
-        Ok(Err(e)) => Err(e.into()),
+        Ok(Err(Early::Tls(failure))) => return tls_failed(&shard, peer, &failure),
+        Ok(Err(Early::Read(e))) => Err(e.into()),
     };
+    let mut wire = Wire::over(&mut stream, link.as_deref_mut());
     let (head_len, upgrade) = match checked {
         Ok(checked) => checked,
-        Err(error) => return refuse(&shard, &mut stream, &error).await,
+        Err(error) => return refuse(&shard, &mut wire, &error).await,
     };
     if let Err(error) = admission::check_origin(&shard, &upgrade.head) {
-        return refuse(&shard, &mut stream, &error).await;
+        return refuse(&shard, &mut wire, &error).await;
     }
     let slot = match admission::admit_address(&shard, peer.ip()).await {
         Ok(slot) => slot,
-        Err(error) => return refuse(&shard, &mut stream, &error).await,
+        Err(error) => return refuse(&shard, &mut wire, &error).await,
     };
+    drop(wire);
     // Exactly what the client sent behind its head (usually nothing, so no allocation):
     // it lives as long as the connection.
     let leftover = buf.split_off(head_len);
@@ -130,6 +178,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
             stream,
             peer,
             transport,
+            link,
             leftover,
             pass,
             slot,
@@ -144,6 +193,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
                 upgrade: Box::new(upgrade),
                 address: slot.map(AddressSlot::hand_over),
                 transport,
+                link,
             };
             if shard.mesh.send(owner, msg).await.is_err() {
                 log::warn!("shard {}: shard {owner} is gone", shard.id);
@@ -153,8 +203,18 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
     }
 }
 
+/// A TLS handshake that failed: counted, logged at debug, and the socket dropped (the
+/// alert, if any, was sent).
+fn tls_failed(shard: &Shard, peer: SocketAddr, failure: &HandshakeFailure) {
+    log::debug!(
+        "shard {}: TLS handshake from {peer} failed: {failure}",
+        shard.id
+    );
+    shard.count_tls_failure(failure.reason());
+}
+
 /// Answers a refused handshake with its status and closes.
-async fn refuse(shard: &Shard, stream: &mut TcpStream, error: &Error) {
+async fn refuse(shard: &Shard, stream: &mut Wire<'_>, error: &Error) {
     let status = error.status();
     log::debug!("shard {}: upgrade refused with {status}: {error}", shard.id);
     shard.stats.borrow_mut().upgrades_refused += 1;
@@ -191,6 +251,7 @@ pub async fn upgrade(shard: Rc<Shard>, arrived: Arrived, upgrade: Upgrade) {
         mut stream,
         peer,
         transport,
+        mut link,
         leftover,
         pass,
         slot,
@@ -203,7 +264,12 @@ pub async fn upgrade(shard: Rc<Shard>, arrived: Arrived, upgrade: Upgrade) {
         Ok(())
     };
     if let Err(error) = admitted {
-        return refuse(&shard, &mut stream, &error).await;
+        return refuse(
+            &shard,
+            &mut Wire::over(&mut stream, link.as_deref_mut()),
+            &error,
+        )
+        .await;
     }
     let Upgrade {
         head,
@@ -240,19 +306,28 @@ pub async fn upgrade(shard: Rc<Shard>, arrived: Arrived, upgrade: Upgrade) {
                     shard.id
                 );
             }
-            return refuse(&shard, &mut stream, &error).await;
+            return refuse(
+                &shard,
+                &mut Wire::over(&mut stream, link.as_deref_mut()),
+                &error,
+            )
+            .await;
         }
     };
     drop(head);
     let mut first = Vec::with_capacity(160);
     response::write_switching_protocols(&mut first, &accept, protocol.as_deref());
-    let conn = Rc::new(Conn::new(
+    let conn = Conn::new(
         client.clone(),
         conn_id,
         (peer, transport.tls),
         first,
         shard.budget.clone(),
-    ));
+    );
+    let conn = Rc::new(match link {
+        Some(link) => conn.with_tls(link),
+        None => conn,
+    });
     let (key, replaced) = shard.admit(client, conn.clone());
     shard.stats.borrow_mut().connections_opened += 1;
     // Groups the Connect answer joins take effect before the 101 goes out: a broadcast

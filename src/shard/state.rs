@@ -20,6 +20,7 @@ use crate::edge::{Addresses, Rate};
 use crate::group::GroupName;
 use crate::logger::RateLimited;
 use crate::stats::ShardStats;
+use crate::tls::ShardCerts;
 use crate::ws::budget::Budget;
 use crate::ws::{connection, Conn};
 
@@ -68,6 +69,9 @@ pub struct Shard {
     /// per-address limits; empty while they are off.
     pub addresses: RefCell<Addresses>,
 
+    /// The TLS configuration new handshakes use, with `--tls-cert`.
+    pub tls: Option<ShardCerts>,
+
     draining: Cell<bool>,
     /// Closed when the shard starts draining: accept loops wait on it to stop.
     stopping: Semaphore,
@@ -110,6 +114,7 @@ impl Shard {
             group_log: RateLimited::new(10, Duration::from_secs(1)),
             budget,
             addresses: RefCell::new(addresses),
+            tls: None,
             draining: Cell::new(false),
             stopping: Semaphore::new(0),
             conn_seq: Cell::new(0),
@@ -163,6 +168,16 @@ impl Shard {
             IpAddr::V4(v4) => shard_of(&v4.octets(), self.count),
             IpAddr::V6(v6) => shard_of(&v6.octets(), self.count),
         }
+    }
+
+    /// Counts a failed TLS handshake under its `reason` label.
+    pub fn count_tls_failure(&self, reason: &'static str) {
+        *self
+            .stats
+            .borrow_mut()
+            .tls_failures
+            .entry(reason)
+            .or_default() += 1;
     }
 
     /// Counts a refusal by an edge limit under its `reason` label.

@@ -163,6 +163,11 @@ pub struct ShardStats {
     /// Upgrades and pushes refused by an edge limit, by reason (`origin`,
     /// `ip_connections`, `ip_rate`, `ip_table_full`, `outbound_budget`).
     pub refused: std::collections::BTreeMap<&'static str, u64>,
+    /// TLS handshakes completed (`--tls-cert`).
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed, by reason (`protocol`, `certificate`, `closed`,
+    /// `timeout`).
+    pub tls_failures: std::collections::BTreeMap<&'static str, u64>,
     /// Times a client's next message waited for `--max-message-rate`.
     pub throttled: u64,
     /// Client addresses in this shard's per-address table (gauge).
@@ -214,6 +219,10 @@ impl Fold for ShardStats {
         self.broadcasts += o.broadcasts;
         self.broadcast_queued += o.broadcast_queued;
         self.broadcast_full += o.broadcast_full;
+        self.tls_handshakes += o.tls_handshakes;
+        for (reason, n) in &o.tls_failures {
+            *self.tls_failures.entry(reason).or_default() += n;
+        }
         for (reason, n) in &o.refused {
             *self.refused.entry(reason).or_default() += n;
         }

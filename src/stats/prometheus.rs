@@ -20,6 +20,9 @@ pub fn render_reference(total: &ShardStats) -> String {
 /// Quantiles every latency summary reports.
 pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 
+/// The `reason` labels of `ws2api_tls_handshake_failures_total`, each shown even at 0.
+pub const TLS_FAILURE_REASONS: [&str; 4] = ["protocol", "certificate", "closed", "timeout"];
+
 /// The `reason` labels of `ws2api_refused_total`, each shown even at 0.
 pub const REFUSAL_REASONS: [&str; 5] = [
     "origin",
@@ -73,7 +76,7 @@ pub fn render_prometheus(shards: &[ShardStats]) -> String {
         );
     }
     type Getter = fn(&ShardStats) -> u64;
-    let per_shard: [(&str, &str, &str, Getter); 24] = [
+    let per_shard: [(&str, &str, &str, Getter); 25] = [
         (
             "ws2api_connections_opened_total",
             "counter",
@@ -157,6 +160,12 @@ pub fn render_prometheus(shards: &[ShardStats]) -> String {
             "counter",
             "Requests forwarded to the owning shard.",
             |s| s.forwards,
+        ),
+        (
+            "ws2api_tls_handshakes_total",
+            "counter",
+            "TLS handshakes completed on the public listener.",
+            |s| s.tls_handshakes,
         ),
         (
             "ws2api_upgrades_refused_total",
@@ -266,6 +275,20 @@ pub fn render_prometheus(shards: &[ShardStats]) -> String {
     for (shard, stats) in shards.iter().enumerate() {
         for reason in REFUSAL_REASONS {
             let value = stats.refused.get(reason).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{name}{{shard=\"{shard}\",reason=\"{reason}\"}} {value}"
+            );
+        }
+    }
+    let name = "ws2api_tls_handshake_failures_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} TLS handshakes that failed before any API request, by reason.\n# TYPE {name} counter"
+    );
+    for (shard, stats) in shards.iter().enumerate() {
+        for reason in TLS_FAILURE_REASONS {
+            let value = stats.tls_failures.get(reason).copied().unwrap_or(0);
             let _ = writeln!(
                 out,
                 "{name}{{shard=\"{shard}\",reason=\"{reason}\"}} {value}"

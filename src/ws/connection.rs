@@ -36,6 +36,18 @@ use super::codec::{self, WsDecoder, WsError, WsEvent};
 use super::outbox::Outbox;
 use crate::client_id::ClientId;
 use crate::edge::{Bucket, Rate};
+use crate::tls::TlsLink;
+
+/// Room a TLS read needs behind a record the client has begun.
+const MIN_TLS_READ: usize = 16 * 1024;
+
+/// Sealed bytes of direct writes over TLS are made here, one buffer per thread;
+/// one larger than this after a big message is given back.
+const SEALED_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    static SEALED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// How long a closing connection waits for the peer's close frame or EOF.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -95,6 +107,9 @@ pub struct Conn {
     /// The socket while [`run`] owns it and the connection is not closing: what a frame
     /// queued on an empty queue is written to at once ([`Conn::write_now`]).
     fd: Cell<Option<RawFd>>,
+    /// The TLS session when the gateway terminates TLS: every frame is sealed through
+    /// it on its way to the socket, and every read opened.
+    link: Option<Box<RefCell<TlsLink>>>,
     waker: RefCell<Option<Waker>>,
     close: RefCell<Option<Ended>>,
     closing: Cell<bool>,
@@ -130,6 +145,7 @@ impl Conn {
             connected_at: SystemTime::now(),
             out: RefCell::new(Outbox::new(first, budget)),
             fd: Cell::new(None),
+            link: None,
             waker: RefCell::new(None),
             close: RefCell::new(None),
             closing: Cell::new(false),
@@ -142,6 +158,14 @@ impl Conn {
             messages_out: Cell::new(0),
             finished: Cell::new(false),
             finish_waiters: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The same connection, speaking TLS through `link` (its handshake complete).
+    pub fn with_tls(self, link: Box<TlsLink>) -> Conn {
+        Conn {
+            link: Some(Box::new(RefCell::new(*link))),
+            ..self
         }
     }
 
@@ -197,7 +221,7 @@ impl Conn {
                 }
                 drop(out);
                 self.messages_out.set(self.messages_out.get() + 1);
-                if at < frame.len() {
+                if at < frame.len() || !self.sent_all() {
                     self.wake();
                 }
                 return Ok(());
@@ -227,6 +251,10 @@ impl Conn {
                 }
                 self.messages_out.set(self.messages_out.get() + 1);
                 if at == frame.len() {
+                    drop(out);
+                    if !self.sent_all() {
+                        self.wake();
+                    }
                     return Ok(());
                 }
                 // The rest of a frame begun must follow, budget or not.
@@ -273,15 +301,70 @@ impl Conn {
                 break;
             }
         }
-        out.is_empty()
+        out.is_empty() && self.sent_all()
     }
 
-    /// One non-blocking `send` of `bytes` on `fd`; how many it took (0 on any error).
+    /// One non-blocking write of `bytes` on `fd`; how many it took (0 on any error).
+    /// Over TLS it takes all or nothing: `bytes` are sealed whole once what was sealed
+    /// before has gone, and what of their records the socket does not take waits in
+    /// the link ([`Conn::sent_all`] is false then).
     fn write_some(&self, fd: RawFd, bytes: &[u8]) -> usize {
+        let Some(link) = &self.link else {
+            return self.send_raw(fd, bytes);
+        };
+        let mut link = link.borrow_mut();
+        if !link.unsent.is_empty() {
+            let n = self.send_raw(fd, &link.unsent);
+            link.unsent.drain(..n);
+            if !link.unsent.is_empty() {
+                return 0;
+            }
+        }
+        SEALED.with(|sealed| {
+            let mut sealed = sealed.borrow_mut();
+            sealed.clear();
+            if link.seal(bytes, &mut sealed).is_err() {
+                // Left queued: the task's own write meets the error and ends the connection.
+                return 0;
+            }
+            let n = self.send_raw(fd, &sealed);
+            link.unsent.extend_from_slice(&sealed[n..]);
+            if sealed.capacity() > SEALED_KEEP {
+                *sealed = Vec::new();
+            }
+            bytes.len()
+        })
+    }
+
+    /// One non-blocking `send` on `fd`; how many bytes it took (0 on any error).
+    fn send_raw(&self, fd: RawFd, bytes: &[u8]) -> usize {
         let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
         let n = nix::sys::socket::send(fd, bytes, flags).unwrap_or(0);
         self.written.set(self.written.get().wrapping_add(n as u64));
         n
+    }
+
+    /// False while sealed records wait in the TLS link for the socket.
+    fn sent_all(&self) -> bool {
+        self.link
+            .as_ref()
+            .is_none_or(|link| link.borrow().unsent.is_empty())
+    }
+
+    /// Everything still to go to the client, as the bytes for the socket: the queue,
+    /// sealed over TLS behind what was sealed before, and then `close_notify`.
+    fn take_for_close(&self) -> Vec<u8> {
+        let queued = self.out.borrow_mut().take_all();
+        let Some(link) = &self.link else {
+            return queued;
+        };
+        let mut link = link.borrow_mut();
+        let mut bytes = std::mem::take(&mut link.unsent);
+        if !queued.is_empty() {
+            let _ = link.seal(&queued, &mut bytes);
+        }
+        link.close_notify(&mut bytes);
+        bytes
     }
 
     /// Answers a ping. A client whose queue is already at `limit` gets no pong for
@@ -665,7 +748,11 @@ fn poll_step(
         max_inflight,
         throttle,
     } = waiting;
-    {
+    if let Some(link) = &conn.link {
+        if let Err(e) = poll_write_sealed(cx, stream, conn, &mut link.borrow_mut()) {
+            return Poll::Ready(Step::Failed(e));
+        }
+    } else {
         let mut out = conn.out.borrow_mut();
         while !out.is_empty() {
             match Pin::new(&mut *stream).poll_write(cx, out.front()) {
@@ -694,7 +781,14 @@ fn poll_step(
     if room && queued > 0 {
         return Poll::Ready(Step::Events);
     }
-    if room {
+    if let (true, Some(link)) = (room, &conn.link) {
+        let mut link = link.borrow_mut();
+        if let Poll::Ready(step) =
+            poll_read_sealed(cx, stream, conn, &mut link, decoder, read_buf, events)
+        {
+            return Poll::Ready(step);
+        }
+    } else if room {
         let mut buf = read_buf.borrow_mut();
         match Pin::new(&mut *stream).poll_read(cx, &mut buf[..]) {
             Poll::Ready(Ok(0)) => return Poll::Ready(Step::Eof),
@@ -711,6 +805,93 @@ fn poll_step(
     }
     conn.park(cx);
     Poll::Pending
+}
+
+/// [`poll_step`]'s writing over TLS: what was sealed first, then each queued frame
+/// sealed and written, until the queue is empty or the socket takes no more (the
+/// task is then woken when it has room). An error is the socket's or the session's.
+fn poll_write_sealed(
+    cx: &mut Context<'_>,
+    stream: &mut TcpStream,
+    conn: &Conn,
+    link: &mut TlsLink,
+) -> io::Result<()> {
+    loop {
+        while !link.unsent.is_empty() {
+            match Pin::new(&mut *stream).poll_write(cx, &link.unsent) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    link.unsent.drain(..n);
+                    conn.written.set(conn.written.get().wrapping_add(n as u64));
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(()),
+            }
+        }
+        let mut out = conn.out.borrow_mut();
+        if out.is_empty() {
+            link.shrink();
+            return Ok(());
+        }
+        let front = out.front();
+        let taken = front.len();
+        let mut sealed = std::mem::take(&mut link.unsent);
+        let result = link.seal(front, &mut sealed);
+        link.unsent = sealed;
+        result.map_err(io::Error::other)?;
+        out.consume(taken);
+    }
+}
+
+/// [`poll_step`]'s reading over TLS: the record the client had begun goes to the
+/// front of the shard's read buffer, the socket's bytes behind it; complete records
+/// are opened and their plaintext decoded, and the start of an incomplete one is kept
+/// in the link. Pending if the socket has nothing.
+#[allow(clippy::too_many_arguments)]
+fn poll_read_sealed(
+    cx: &mut Context<'_>,
+    stream: &mut TcpStream,
+    conn: &Conn,
+    link: &mut TlsLink,
+    decoder: &mut WsDecoder,
+    read_buf: &RefCell<Vec<u8>>,
+    events: &mut Vec<WsEvent>,
+) -> Poll<Step> {
+    if link.peer_closed() {
+        return Poll::Ready(Step::Eof);
+    }
+    let mut buf = read_buf.borrow_mut();
+    let begun = link.partial.len();
+    if begun + MIN_TLS_READ > buf.len() {
+        let error = io::Error::other("TLS: a record or message too large to hold");
+        return Poll::Ready(Step::Failed(error));
+    }
+    buf[..begun].copy_from_slice(&link.partial);
+    let n = match Pin::new(&mut *stream).poll_read(cx, &mut buf[begun..]) {
+        Poll::Pending => return Poll::Pending,
+        Poll::Ready(Err(e)) => return Poll::Ready(Step::Failed(e)),
+        Poll::Ready(Ok(0)) => return Poll::Ready(Step::Eof),
+        Poll::Ready(Ok(n)) => n,
+    };
+    conn.idle_ticks.set(0);
+    let end = begun + n;
+    let mut violation = None;
+    let opened = link.open(&mut buf[..end], &mut |plain| {
+        if violation.is_none() {
+            violation = decoder.decode(plain, events).err();
+        }
+    });
+    let opened = match opened {
+        Ok(opened) => opened,
+        Err(e) => return Poll::Ready(Step::Failed(io::Error::other(e))),
+    };
+    link.partial.clear();
+    link.partial.extend_from_slice(&buf[opened.used..end]);
+    link.shrink();
+    Poll::Ready(match violation {
+        Some(error) => Step::Violation(error),
+        None => Step::Events,
+    })
 }
 
 /// Sends a close frame with `code` and `reason`, waits (bounded) for the peer to
@@ -743,7 +924,7 @@ async fn close_with(stream: &mut TcpStream, conn: &Conn, code: u16, reason: &str
 /// the close, drains the peer's remaining bytes until EOF so that our close frame is
 /// not lost to a reset. Bounded by [`CLOSE_GRACE`].
 async fn finish_close(stream: &mut TcpStream, conn: &Conn, drain: bool) {
-    let out = conn.out.borrow_mut().take_all();
+    let out = conn.take_for_close();
     let work = async {
         stream.write_all(&out).await?;
         stream.flush().await?;
