@@ -1,4 +1,4 @@
-//! The layering rule, checked on the source: `http`, `api`, `ws` and `edge` never import
+//! The layering rule, checked on the source: `http`, `api`, `ws`, `edge` and `tls` never import
 //! the gateway's `shard` module, `edge` (the sans-IO edge limits) imports nothing of the
 //! gateway at all, and the `ws2api-shards` substrate knows nothing of HTTP or WebSocket
 //! (nor of the gateway built on it).
@@ -200,7 +200,7 @@ fn violations(dirs: &[&str], rule: fn(&str) -> Option<String>) -> Vec<String> {
 #[test]
 fn http_api_and_ws_never_import_the_shard_module() {
     let found = violations(
-        &["src/http", "src/api", "src/ws", "src/edge"],
+        &["src/http", "src/api", "src/ws", "src/edge", "src/tls"],
         reaches_shard,
     );
     assert!(
@@ -213,7 +213,7 @@ fn http_api_and_ws_never_import_the_shard_module() {
 #[test]
 fn http_api_and_ws_have_errors_of_their_own() {
     let found = violations(
-        &["src/http", "src/api", "src/ws", "src/edge"],
+        &["src/http", "src/api", "src/ws", "src/edge", "src/tls"],
         reaches_error,
     );
     assert!(

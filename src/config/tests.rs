@@ -411,3 +411,80 @@ fn for_tests_ignores_the_environment() {
     assert_eq!(c.shards, 2);
     assert_eq!(c.limits.max_connections, 1_000_000);
 }
+
+#[test]
+fn tls_flags_come_as_a_pair_and_client_flags_only_with_them() {
+    assert_err(&["--tls-cert", "a.pem"], "--tls-cert: ", "needs --tls-key");
+    assert_err(&["--tls-key", "a.key"], "--tls-key: ", "needs --tls-cert");
+    assert_err(
+        &["--tls-client-ca", "ca.pem"],
+        "--tls-client-ca: ",
+        "needs --tls-cert",
+    );
+    assert_err(
+        &["--tls-client-auth", "optional"],
+        "--tls-client-auth: ",
+        "needs --tls-cert",
+    );
+    assert_err(
+        &["--tls-client-auth", "maybe"],
+        "--tls-client-auth: ",
+        "'maybe' is neither",
+    );
+    assert_eq!(config(&[]).unwrap().tls, None);
+}
+
+#[test]
+fn tls_files_must_load() {
+    let dir = std::env::temp_dir().join(format!("ws2api-config-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&ca_key)
+        .unwrap();
+    let (cert, key, junk) = (dir.join("c.pem"), dir.join("c.key"), dir.join("junk.pem"));
+    std::fs::write(&cert, ca.pem()).unwrap();
+    std::fs::write(&key, ca_key.serialize_pem()).unwrap();
+    std::fs::write(&junk, "not PEM at all\n").unwrap();
+    let (cert, key, junk) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        junk.to_str().unwrap(),
+    );
+    let c = config(&["--tls-cert", cert, "--tls-key", key]).unwrap();
+    assert_eq!(c.tls.unwrap().client_auth, ClientAuth::Required);
+    assert_err(
+        &["--tls-cert", "/nonexistent/c.pem", "--tls-key", key],
+        "--tls-cert: /nonexistent/c.pem: ",
+        "No such file",
+    );
+    assert_err(
+        &["--tls-cert", junk, "--tls-key", key],
+        "--tls-cert: ",
+        "no PEM",
+    );
+    assert_err(&["--tls-cert", cert, "--tls-key", junk], "--tls-key: ", "");
+    // The key of another certificate.
+    let other = rcgen::KeyPair::generate().unwrap();
+    let other_key = dir.join("other.key");
+    std::fs::write(&other_key, other.serialize_pem()).unwrap();
+    assert_err(
+        &["--tls-cert", cert, "--tls-key", other_key.to_str().unwrap()],
+        "--tls-key: ",
+        "does not fit --tls-cert",
+    );
+    let c = config(&[
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--tls-client-ca",
+        cert,
+        "--tls-client-auth",
+        "optional",
+    ])
+    .unwrap();
+    assert_eq!(c.tls.unwrap().client_auth, ClientAuth::Optional);
+    let _ = std::fs::remove_dir_all(&dir);
+}

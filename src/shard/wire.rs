@@ -69,10 +69,8 @@ pub struct Wire<'a> {
 }
 
 struct Tls<'a> {
+    /// The session; its `partial` holds the ciphertext read and not yet used.
     link: &'a mut TlsLink,
-    /// Ciphertext read and not yet processed (an incomplete record or handshake
-    /// message).
-    cipher: Vec<u8>,
     /// Plaintext decrypted and not yet read.
     plain: Vec<u8>,
     /// The client sent close_notify.
@@ -99,9 +97,11 @@ impl<'a> Wire<'a> {
     /// The socket through `link`; `cipher` is what was read already (behind a PROXY
     /// header) and belongs to the TLS session.
     pub fn tls(tcp: &'a mut TcpStream, link: &'a mut TlsLink, cipher: Vec<u8>) -> Wire<'a> {
+        if !cipher.is_empty() {
+            link.partial = cipher;
+        }
         let tls = Tls {
             link,
-            cipher,
             plain: Vec::new(),
             closed: false,
             notified: false,
@@ -152,7 +152,6 @@ impl<'a> Wire<'a> {
     pub fn finish(self, plain_out: &mut Vec<u8>) {
         if let Some(tls) = self.tls {
             plain_out.extend_from_slice(&tls.plain);
-            tls.link.partial = tls.cipher;
             tls.link.shrink();
         }
     }
@@ -168,36 +167,48 @@ impl Tls<'_> {
     /// Reads once, and processes what came: plaintext to `plain`, our answers to the
     /// link's `unsent`.
     fn fill(&mut self, tcp: &mut TcpStream, cx: &mut Context<'_>) -> Poll<Result<(), Filled>> {
-        let start = self.cipher.len();
+        // The bytes not used yet live in the link's `partial`; `open` reads them, with
+        // what comes now behind them, from a buffer of its own, and what it leaves
+        // unused goes back.
+        let mut input = std::mem::take(&mut self.link.partial);
+        let start = input.len();
         if start >= MAX_PENDING_CIPHERTEXT {
+            self.link.partial = input;
             return Poll::Ready(Err(Filled::Tls(TlsError(
                 rustls::Error::PeerSentOversizedRecord,
             ))));
         }
-        self.cipher.resize(start + READ_CHUNK, 0);
-        let n = match Pin::new(&mut *tcp).poll_read(cx, &mut self.cipher[start..]) {
+        input.resize(start + READ_CHUNK, 0);
+        let read = Pin::new(&mut *tcp).poll_read(cx, &mut input[start..]);
+        let n = match read {
+            Poll::Ready(Ok(n)) => n,
+            _ => 0,
+        };
+        input.truncate(start + n);
+        let n = match read {
             Poll::Pending => {
-                self.cipher.truncate(start);
+                self.link.partial = input;
                 return Poll::Pending;
             }
             Poll::Ready(Err(e)) => {
-                self.cipher.truncate(start);
+                self.link.partial = input;
                 return Poll::Ready(Err(Filled::Io(e)));
+            }
+            Poll::Ready(Ok(0)) => {
+                self.link.partial = input;
+                return Poll::Ready(Err(Filled::Io(io::ErrorKind::UnexpectedEof.into())));
             }
             Poll::Ready(Ok(n)) => n,
         };
-        self.cipher.truncate(start + n);
-        if n == 0 {
-            return Poll::Ready(Err(Filled::Io(io::ErrorKind::UnexpectedEof.into())));
-        }
+        debug_assert_eq!(input.len(), start + n);
         let plain = &mut self.plain;
         let opened = self
             .link
-            .open(&mut self.cipher, &mut |bytes| {
-                plain.extend_from_slice(bytes)
-            })
-            .map_err(Filled::Tls)?;
-        self.cipher.drain(..opened.used);
+            .open(&mut input, &mut |bytes| plain.extend_from_slice(bytes));
+        let used = opened.as_ref().map_or(0, |o| o.used);
+        input.drain(..used);
+        self.link.partial = input;
+        let opened = opened.map_err(Filled::Tls)?;
         self.closed |= opened.peer_closed;
         Poll::Ready(Ok(()))
     }

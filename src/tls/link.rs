@@ -36,7 +36,9 @@ pub struct TlsLink {
     session: UnbufferedServerConnection,
     /// Ciphertext for the client that the socket has not taken yet, in order.
     pub unsent: Vec<u8>,
-    /// The start of a record the client has not finished sending.
+    /// Ciphertext from the client not used yet: the start of a record (or of a
+    /// handshake message) it has not finished sending. Whoever reads puts it in front
+    /// of the next bytes given to [`TlsLink::open`], and keeps what that leaves unused.
     pub partial: Vec<u8>,
     /// The client sent `close_notify`.
     peer_closed: bool,
@@ -89,7 +91,7 @@ impl TlsLink {
             let state = match status.state {
                 Ok(state) => state,
                 Err(error) => {
-                    self.encode_pending();
+                    self.encode_alerts(&mut input[used + discard..]);
                     return Err(TlsError(error));
                 }
             };
@@ -126,8 +128,19 @@ impl TlsLink {
     /// Encrypts `plain` as application data records appended to `out`.
     pub fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
         loop {
-            let status = self.session.process_tls_records(&mut []);
-            match status.state.map_err(TlsError)? {
+            // rustls may hold positions in the bytes not yet used (a handshake message
+            // begun): they are `partial`, always handed back as the input.
+            let status = self.session.process_tls_records(&mut self.partial);
+            let discard = status.discard;
+            let state = status.state.map_err(TlsError);
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => {
+                    self.partial.drain(..discard);
+                    return Err(e);
+                }
+            };
+            match state {
                 ConnectionState::EncodeTlsData(mut encode) => {
                     encode_into(out, |buf| encode.encode(buf));
                 }
@@ -140,27 +153,45 @@ impl TlsLink {
                     transmit.done();
                 }
                 ConnectionState::WriteTraffic(mut write) => {
-                    return encrypt_into(out, |buf| write.encrypt(plain, buf));
+                    let sealed = encrypt_into(out, |buf| write.encrypt(plain, buf));
+                    self.partial.drain(..discard);
+                    return sealed;
                 }
-                _ => return Err(TlsError(rustls::Error::HandshakeNotComplete)),
+                // `partial` never holds a whole record (`open` used them all), so
+                // there is nothing to read here; and before the handshake's end
+                // nothing may be sealed.
+                _ => {
+                    self.partial.drain(..discard);
+                    return Err(TlsError(rustls::Error::HandshakeNotComplete));
+                }
             }
+            self.partial.drain(..discard);
         }
     }
 
     /// Appends a `close_notify` alert to `out` (nothing if the session cannot send one).
     pub fn close_notify(&mut self, out: &mut Vec<u8>) {
-        loop {
-            let status = self.session.process_tls_records(&mut []);
-            match status.state {
+        for _ in 0..8 {
+            let status = self.session.process_tls_records(&mut self.partial);
+            let discard = status.discard;
+            let done = match status.state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     encode_into(out, |buf| encode.encode(buf));
+                    false
                 }
-                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    transmit.done();
+                    false
+                }
                 Ok(ConnectionState::WriteTraffic(mut write)) => {
                     let _ = encrypt_into(out, |buf| write.queue_close_notify(buf));
-                    return;
+                    true
                 }
-                _ => return,
+                _ => true,
+            };
+            self.partial.drain(..discard);
+            if done {
+                return;
             }
         }
     }
@@ -186,15 +217,17 @@ impl TlsLink {
         }
     }
 
-    /// Moves whatever alerts the failed session has queued into `unsent`.
-    fn encode_pending(&mut self) {
-        for _ in 0..4 {
-            let status = self.session.process_tls_records(&mut []);
+    /// Moves the alerts the failed session has queued into `unsent`; `rest` is the
+    /// input the failing call left unused (rustls may hold positions in it). Only
+    /// while something is queued: past that, rustls would read `rest` again and
+    /// meet the same fault a second time.
+    fn encode_alerts(&mut self, rest: &mut [u8]) {
+        while self.session.wants_write() {
+            let status = self.session.process_tls_records(rest);
             match status.state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     encode_into(&mut self.unsent, |out| encode.encode(out));
                 }
-                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
                 _ => return,
             }
         }
@@ -247,3 +280,6 @@ fn encrypt_into(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
