@@ -51,6 +51,7 @@ fn main() -> ExitCode {
     };
 
     let api = config.api.url.to_string();
+    let scheme = if config.tls.is_some() { "wss" } else { "ws" };
     let shards = config.shards;
     let gateway = match Gateway::start(config) {
         Ok(gateway) => gateway,
@@ -74,7 +75,7 @@ fn main() -> ExitCode {
         );
     }
     log::info!(
-        "ws2api: {shards} shards, public ws://{}/<ClientId>, control http://{}/, API {api}",
+        "ws2api: {shards} shards, public {scheme}://{}/<ClientId>, control http://{}/, API {api}",
         gateway.public_addr,
         gateway.control_addr
     );
