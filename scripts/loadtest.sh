@@ -20,6 +20,9 @@
 # target/release/examples/floor_gateway (the epoll floor, see docs/BENCHMARKS.md).
 # LOAD_GATEWAY_ARGS="--flag value ..." adds gateway flags (split on spaces), e.g. the edge
 # limits: LOAD_GATEWAY_ARGS="--max-message-rate 100 --max-connections-per-ip 100000".
+# LOAD_TLS_ARGS="--tls-ca FILE [--tls-server-name NAME] [--tls-client-cert F --tls-client-key F]"
+# makes ws2api-load connect with wss:// and these flags (split on spaces); the gateway's own
+# TLS flags go in LOAD_GATEWAY_ARGS.
 # --smoke: 300 connections, 1 msg/s each plus 50 pushes/s for 4 s; fails unless 0 errors.
 # --broadcasts P: the bench API joins client i to group g<i mod K> (--groups K) and
 # ws2api-load POSTs P broadcasts/s (over all groups) to /groups/<g> from the ramp's end
@@ -72,7 +75,7 @@ while [ $# -gt 0 ]; do
         --control-listen) CONTROL_LISTEN=$2; shift ;;
         --api-listen) API_LISTEN=$2; shift ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "loadtest.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -138,6 +141,7 @@ say "results in $OUT"
     echo "kernel $(uname -r)"
     echo "gateway $GATEWAY_BIN"
     echo "gateway_args ${LOAD_GATEWAY_ARGS:-}"
+    echo "tls_args ${LOAD_TLS_ARGS:-}"
     echo "connections $CONNECTIONS ramp $RAMP interval $INTERVAL duration $DURATION closed_loop $CLOSED_LOOP pushes $PUSHES workers $WORKERS shards $SHARDS api_threads $API_THREADS broadcasts $BROADCASTS groups $BGROUPS broadcast_size $BROADCAST_SIZE"
 } > "$OUT/run.txt"
 
@@ -211,7 +215,11 @@ SAMPLER=$!
 sleep 2 # a baseline: RSS and CPU at 0 connections
 
 # ---- the load --------------------------------------------------------------------------
-LOAD_ARGS=(--url "ws://$LISTEN/" --control "http://$CONTROL_LISTEN/" --connections "$CONNECTIONS"
+SCHEME=ws
+TLS_ARGS=()
+# shellcheck disable=SC2206 # LOAD_TLS_ARGS is split into flags on purpose
+[ -n "${LOAD_TLS_ARGS:-}" ] && SCHEME=wss && TLS_ARGS=(${LOAD_TLS_ARGS})
+LOAD_ARGS=(--url "$SCHEME://$LISTEN/" "${TLS_ARGS[@]}" --control "http://$CONTROL_LISTEN/" --connections "$CONNECTIONS"
     --ramp "$RAMP" --interval "$INTERVAL" --duration "$DURATION" --drain "$DRAIN" --pushes "$PUSHES"
     --workers "$WORKERS" --conns-per-source "$PER_SOURCE" --csv "$OUT/load.csv" --summary "$OUT/load.txt")
 [ "$CLOSED_LOOP" = 1 ] && LOAD_ARGS+=(--closed-loop)

@@ -9,16 +9,21 @@
 //!
 //! Layout: this file (flags, the plan, the parent that starts and folds workers),
 //! `worker.rs` (one glommio executor driving its connections), `frame.rs` (client
-//! framing and upgrade), `report.rs` (the per-second line between worker and parent, the
-//! CSV). `bin/ws2api-bench-api.rs` is the API backend the load runs against.
+//! framing and upgrade), `stream.rs` (a connection's bytes: plain TCP or TLS),
+//! `tls.rs` (the `wss://` client config and the rustls stream), `report.rs` (the
+//! per-second line between worker and parent, the CSV). `bin/ws2api-bench-api.rs` is
+//! the API backend the load runs against.
 
 mod frame;
 mod report;
+mod stream;
+mod tls;
 mod worker;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,9 +44,24 @@ const FILES_PER_WORKER: usize = 19_000;
     about = "Load generator for ws2api: N WebSocket clients, echo checks, pushes, one CSV row per second"
 )]
 struct Cli {
-    /// Public listener of the gateway; the ClientId is appended to the path.
+    /// Public listener of the gateway; the ClientId is appended to the path. `wss://`
+    /// speaks TLS (then --tls-ca is required).
     #[arg(long, default_value = "ws://127.0.0.1:7001/")]
     url: String,
+    /// With a `wss://` --url: PEM bundle of the CA(s) that signed the gateway's
+    /// certificate (the only roots trusted; no system store).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// With a `wss://` --url: the name the gateway's certificate must carry, and the SNI
+    /// (none for an IP address). Default: localhost.
+    #[arg(long, value_name = "NAME")]
+    tls_server_name: Option<String>,
+    /// With a `wss://` --url: PEM certificate chain for mutual TLS (with --tls-client-key).
+    #[arg(long, value_name = "FILE")]
+    tls_client_cert: Option<PathBuf>,
+    /// With a `wss://` --url: PEM private key of --tls-client-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_client_key: Option<PathBuf>,
     /// Control listener of the gateway, for pushes (`POST <control><ClientId>`).
     #[arg(long, default_value = "http://127.0.0.1:7002/")]
     control: String,
@@ -131,6 +151,8 @@ struct Cli {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub target: SocketAddr,
+    /// `wss://`: the config every connection's TLS session is made with.
+    pub tls: Option<tls::Tls>,
     pub host: String,
     pub path: String,
     pub control: SocketAddr,
@@ -232,12 +254,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// `scheme://host:port/path` → (address, host:port, path with a trailing `/`).
-fn parse_url(flag: &str, url: &str, scheme: &str) -> Result<(SocketAddr, String, String), String> {
-    let rest = url
-        .strip_prefix(scheme)
-        .and_then(|r| r.strip_prefix("://"))
-        .ok_or_else(|| format!("--{flag} {url}: must start with {scheme}://"))?;
+/// `scheme://host:port/path`, the scheme one of `schemes` → (scheme, address, host:port,
+/// path with a trailing `/`).
+fn parse_url<'s>(
+    flag: &str,
+    url: &str,
+    schemes: &[&'s str],
+) -> Result<(&'s str, SocketAddr, String, String), String> {
+    let (scheme, rest) = schemes
+        .iter()
+        .find_map(|&s| Some((s, url.strip_prefix(s)?.strip_prefix("://")?)))
+        .ok_or_else(|| {
+            let list: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
+            format!("--{flag} {url}: must start with {}", list.join(" or "))
+        })?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i + 1..]),
         None => (rest, ""),
@@ -251,12 +281,39 @@ fn parse_url(flag: &str, url: &str, scheme: &str) -> Result<(SocketAddr, String,
     if !path.is_empty() && !path.ends_with('/') {
         path.push('/');
     }
-    Ok((addr, authority.to_string(), path))
+    Ok((scheme, addr, authority.to_string(), path))
+}
+
+/// The TLS flags: a config for a `wss://` --url, none for `ws://` (where they are refused).
+fn tls_of(cli: &Cli, wss: bool) -> Result<Option<tls::Tls>, String> {
+    if !wss {
+        let given = [
+            ("--tls-ca", cli.tls_ca.is_some()),
+            ("--tls-server-name", cli.tls_server_name.is_some()),
+            ("--tls-client-cert", cli.tls_client_cert.is_some()),
+            ("--tls-client-key", cli.tls_client_key.is_some()),
+        ];
+        return match given.iter().find(|(_, given)| *given) {
+            Some((flag, _)) => Err(format!("{flag}: only with a wss:// --url")),
+            None => Ok(None),
+        };
+    }
+    let ca = cli
+        .tls_ca
+        .as_deref()
+        .ok_or("--tls-ca: required with a wss:// --url")?;
+    let client = match (&cli.tls_client_cert, &cli.tls_client_key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        (None, None) => None,
+        _ => return Err("--tls-client-cert and --tls-client-key: one needs the other".into()),
+    };
+    let name = cli.tls_server_name.as_deref().unwrap_or("localhost");
+    tls::config(ca, name, client).map(Some)
 }
 
 fn plan_of(cli: &Cli) -> Result<Plan, String> {
-    let (target, host, path) = parse_url("url", &cli.url, "ws")?;
-    let (control, _, control_path) = parse_url("control", &cli.control, "http")?;
+    let (scheme, target, host, path) = parse_url("url", &cli.url, &["ws", "wss"])?;
+    let (_, control, _, control_path) = parse_url("control", &cli.control, &["http"])?;
     if cli.connections == 0 {
         return Err("--connections: must be at least 1".into());
     }
@@ -308,8 +365,11 @@ fn plan_of(cli: &Cli) -> Result<Plan, String> {
     {
         return Err("--group-prefix: 1 or more of A-Z a-z 0-9 . _ ~ -".into());
     }
+    // Last: the files are read only once every other flag is known to be good.
+    let tls = tls_of(cli, scheme == "wss")?;
     Ok(Plan {
         target,
+        tls,
         host,
         path: String::new(),
         control,
@@ -579,9 +639,13 @@ fn parent(cli: &Cli, plan: &Plan) -> ExitCode {
     let _ = writeln!(csv, "{CSV_HEADER}");
     let _ = csv.flush();
     eprintln!(
-        "ws2api-load: {} connections to {} at {}/s over {} workers, {}, for {:?} after the ramp ({:.1}s)",
+        "ws2api-load: {} connections to {}{} at {}/s over {} workers, {}, for {:?} after the ramp ({:.1}s)",
         plan.connections,
         plan.target,
+        match &plan.tls {
+            Some(tls) => format!(" over TLS (server name {:?})", tls.server_name.to_str()),
+            None => String::new(),
+        },
         plan.ramp,
         plan.workers,
         if plan.closed_loop {
@@ -838,5 +902,138 @@ fn parent(cli: &Cli, plan: &Plan) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed CA certificate (P-256, `CN=ws2api-load-test`, valid to 2126): trusted
+    /// roots need only the certificate, so no private key lives in the tree.
+    const CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBjjCCATOgAwIBAgIUCmodTYnm7FYz6m5M8faDNn+dDd4wCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQd3MyYXBpLWxvYWQtdGVzdDAgFw0yNjEyMDIxNjQ4MThaGA8y
+MTI2MTEwODE2NDgxOFowGzEZMBcGA1UEAwwQd3MyYXBpLWxvYWQtdGVzdDBZMBMG
+ByqGSM49AgEGCCqGSM49AwEHA0IABMqph6jbfdYL1IOg2W0ypKTV/aQ0lE+a6pup
+Lom9uD3eVYMIYjU8dJkpEiKTyzdV+wrj1Yy7aOPZJwifbx2o082jUzBRMB0GA1Ud
+DgQWBBQW6vKbhzIy79lniWL9m19a4kPdlzAfBgNVHSMEGDAWgBQW6vKbhzIy79ln
+iWL9m19a4kPdlzAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQCy
+IVSy4MOpE/VHsAWxJhmjRH1JqfIoyFQoTAmUbjMbfAIhAMkZ+Ic6t6xtJaMIH2Gk
+qhOGy/whuyLPi1BUkF27Vqs/
+-----END CERTIFICATE-----
+";
+
+    /// A file in the temporary directory, named for this process, removed when dropped.
+    struct Temp(String);
+    impl Temp {
+        fn new(name: &str, contents: &str) -> Temp {
+            let path =
+                std::env::temp_dir().join(format!("ws2api-load-{}-{name}", std::process::id()));
+            std::fs::write(&path, contents).unwrap();
+            Temp(path.to_str().unwrap().to_string())
+        }
+    }
+    impl Drop for Temp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn plan(args: &[&str]) -> Result<Plan, String> {
+        let cli = Cli::try_parse_from(std::iter::once("ws2api-load").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        plan_of(&cli)
+    }
+
+    fn error(args: &[&str]) -> String {
+        plan(args).expect_err("the flags should have been refused")
+    }
+
+    #[test]
+    fn wss_takes_the_ca_and_the_server_name() {
+        let ca = Temp::new("ca.pem", CA_PEM);
+        let ca = ca.0.as_str();
+        let p = plan(&["--url", "wss://127.0.0.1:7443/tenant", "--tls-ca", ca]).unwrap();
+        let tls = p.tls.expect("wss:// is TLS");
+        assert_eq!(tls.server_name.to_str(), "localhost");
+        assert_eq!(tls.config.alpn_protocols, [b"http/1.1".to_vec()]);
+        assert_eq!(
+            (p.host.as_str(), p.id_prefix.as_str()),
+            ("127.0.0.1:7443", "tenant/load-")
+        );
+        let p = plan(&[
+            "--url",
+            "wss://127.0.0.1:7443/",
+            "--tls-ca",
+            ca,
+            "--tls-server-name",
+            "127.0.0.1",
+        ])
+        .unwrap();
+        assert_eq!(p.tls.unwrap().server_name.to_str(), "127.0.0.1");
+        assert!(plan(&[]).unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn tls_flags_are_refused_one_line_each() {
+        let wss = "wss://127.0.0.1:7443/";
+        let ca = Temp::new("ca-refused.pem", CA_PEM);
+        let not_pem = Temp::new("not.pem", "hello\n");
+        let (ca, not_pem) = (ca.0.as_str(), not_pem.0.as_str());
+        assert_eq!(
+            error(&["--url", wss]),
+            "--tls-ca: required with a wss:// --url"
+        );
+        assert_eq!(
+            error(&["--tls-ca", ca]),
+            "--tls-ca: only with a wss:// --url"
+        );
+        assert_eq!(
+            error(&["--tls-server-name", "localhost"]),
+            "--tls-server-name: only with a wss:// --url"
+        );
+        assert_eq!(
+            error(&["--url", wss, "--tls-ca", ca, "--tls-client-key", ca]),
+            "--tls-client-cert and --tls-client-key: one needs the other"
+        );
+        let missing = format!("{ca}.missing");
+        let e = error(&["--url", wss, "--tls-ca", &missing]);
+        assert!(e.starts_with(&format!("--tls-ca {missing}: ")), "{e}");
+        assert_eq!(
+            error(&["--url", wss, "--tls-ca", not_pem]),
+            format!("--tls-ca {not_pem}: no CERTIFICATE in the file")
+        );
+        let e = error(&[
+            "--url",
+            wss,
+            "--tls-ca",
+            ca,
+            "--tls-server-name",
+            "not a name",
+        ]);
+        assert!(e.starts_with("--tls-server-name \"not a name\": "), "{e}");
+        // A certificate where the key should be: no PRIVATE KEY in it.
+        let e = error(&[
+            "--url",
+            wss,
+            "--tls-ca",
+            ca,
+            "--tls-client-cert",
+            ca,
+            "--tls-client-key",
+            ca,
+        ]);
+        assert!(e.starts_with(&format!("--tls-client-key {ca}: ")), "{e}");
+        assert_eq!(
+            error(&["--url", "https://127.0.0.1:7443/"]),
+            "--url https://127.0.0.1:7443/: must start with ws:// or wss://"
+        );
+        for e in [
+            error(&["--url", wss]),
+            error(&["--url", wss, "--tls-ca", &missing]),
+        ] {
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 }

@@ -19,6 +19,8 @@ use hdrhistogram::Histogram;
 
 use crate::frame::{self, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 use crate::report::{new_histogram, Second};
+use crate::stream::Stream;
+use crate::tls::TlsStream;
 use crate::Plan;
 
 /// Error kinds, counted separately and named in the summary.
@@ -391,19 +393,25 @@ fn start_connect(plan: &Plan, g: usize) -> std::io::Result<TcpStream> {
 }
 
 /// Connect, upgrade, and hand back the stream plus any frame bytes that followed the head.
+/// Over TLS the handshake runs inside this exchange: the request waits in rustls until
+/// the session is up, a failed connect shows at the ClientHello's write (`Connect`), a
+/// refused certificate at the reads (`Handshake`).
 async fn handshake(
     plan: &Plan,
     g: usize,
     buf: &mut [u8],
-) -> Result<(TcpStream, usize), (Err, String)> {
-    let mut stream = start_connect(plan, g)
-        .map_err(|e| (Err::Connect, format!("{}: {e}", plan.source_addr(g))))?;
+) -> Result<(Stream, usize), (Err, String)> {
+    let connect_error = |e: std::io::Error| (Err::Connect, format!("{}: {e}", plan.source_addr(g)));
+    let tcp = start_connect(plan, g).map_err(connect_error)?;
+    let mut stream = match &plan.tls {
+        None => Stream::Plain(tcp),
+        Some(tls) => Stream::Tls(Box::new(
+            TlsStream::new(tcp, tls).map_err(|e| (Err::Handshake, e.to_string()))?,
+        )),
+    };
     let mut req = Vec::with_capacity(256);
     frame::upgrade_request(&mut req, &plan.host, &plan.client_id(g));
-    stream
-        .write_all(&req)
-        .await
-        .map_err(|e| (Err::Connect, format!("{}: {e}", plan.source_addr(g))))?;
+    stream.write_all(&req).await.map_err(connect_error)?;
     let mut len = 0;
     loop {
         let n = stream
@@ -792,11 +800,12 @@ async fn connection(state: &State, slot: usize, g: usize, stop: Instant, drain_e
                     Ok(0) | Err(_) => return,
                     Ok(_) => {
                         if buf[0] & 0x0f == OP_CLOSE {
-                            return;
+                            break;
                         }
                     }
                 }
             }
+            let _ = stream.close().await;
         },
         sleep(Duration::from_secs(2)),
     )
