@@ -3,8 +3,8 @@ check (`PASS name` / `FAIL name: why`), a bounded run per check, the closing
 `N passed, M failed` line and exit status, and the shard function.
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-    from checks import Control, check, finish, http_call, metric, note, report, shard_of,
-        stalled_client
+    from checks import Control, check, finish, http_call, metric, note, refuses_flags, report,
+        shard_of, stalled_client, upgrade_request
 """
 
 import asyncio
@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -142,6 +143,32 @@ def metric(metrics, name, **labels):
     return found
 
 
+def upgrade_request(host, target):
+    """The bytes of a WebSocket upgrade request for `/<target>` (a ClientId, with a query
+    if wanted) to `host` (host:port), with a fresh key."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET /{target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+def refuses_flags(binary, argv, flag, timeout=5.0):
+    """Asserts that `binary argv...` is an unusable configuration: exit status 2 within
+    `timeout` seconds and exactly one line on stderr, which names `flag`. Blocking (run
+    it off the event loop)."""
+    shown = " ".join(argv)
+    try:
+        p = subprocess.run([binary, *argv], capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"ws2api {shown}: still running after {timeout:.0f} s (accepted the flags)") from None
+    lines = [line for line in p.stderr.decode(errors="replace").splitlines() if line.strip()]
+    assert p.returncode == 2, f"ws2api {shown}: exit code {p.returncode}, expected 2; stderr {lines}"
+    assert len(lines) == 1, f"ws2api {shown}: stderr has {len(lines)} lines: {lines}"
+    assert flag in lines[0], f"ws2api {shown}: stderr does not name {flag}: {lines[0]!r}"
+    return lines[0]
+
+
 def stalled_client(gateway, target, rcvbuf=4096, timeout=5.0):
     """A raw client of `gateway` (ws://host:port) that completes the handshake for
     `/<target>` (a ClientId, with a query if wanted) and then does not read: a small
@@ -154,11 +181,7 @@ def stalled_client(gateway, target, rcvbuf=4096, timeout=5.0):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         s.settimeout(timeout)
         s.connect((u.hostname, u.port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall(
-            f"GET /{target} HTTP/1.1\r\nHost: {u.netloc}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
+        s.sendall(upgrade_request(u.netloc, target))
         head = b""
         while b"\r\n\r\n" not in head and len(head) < 16384:
             chunk = s.recv(1024)
