@@ -197,11 +197,31 @@ sample_proc() { # pid -> "rss_kib cpu_ticks"
     read -r -a f <<< "$rest"
     echo "$rss $(( f[11] + f[12] ))"
 }
+# The same, summed over pid and its live descendants: a LOAD_GATEWAY_BIN that is a script
+# running several processes (scripts/haproxy-tls-front.sh: HAProxy + ws2api) counts whole.
+sample_tree() {
+    local pids=("$1") i=0 kids c rss=0 cpu=0 r t
+    while [ "$i" -lt "${#pids[@]}" ]; do
+        for c in /proc/"${pids[i]}"/task/*/children; do
+            kids=
+            # The list has no newline at its end: read says EOF, having read it.
+            read -r kids < "$c" 2>/dev/null || true
+            # shellcheck disable=SC2206 # a list of pids
+            pids+=($kids)
+        done
+        i=$((i + 1))
+    done
+    for i in "${pids[@]}"; do
+        read -r r t <<< "$(sample_proc "$i")"
+        rss=$((rss + r)); cpu=$((cpu + t))
+    done
+    echo "$rss $cpu"
+}
 (
     echo "unix_ms,gw_rss_kib,gw_cpu_ticks,api_rss_kib,api_cpu_ticks,machine_busy_ticks,machine_total_ticks,gw_hwm_kib"
     while kill -0 "$GW_PID" 2>/dev/null; do
         now=${EPOCHREALTIME/./}; now=$((now / 1000))
-        read -r g_rss g_cpu <<< "$(sample_proc "$GW_PID")"
+        read -r g_rss g_cpu <<< "$(sample_tree "$GW_PID")"
         read -r a_rss a_cpu <<< "$(sample_proc "$API_PID")"
         read -r _ u n s idle iow irq sirq steal _ < /proc/stat
         g_hwm=0

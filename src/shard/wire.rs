@@ -130,6 +130,11 @@ impl<'a> Wire<'a> {
         loop {
             // Our flight first: the client waits for it.
             if let Err(e) = ready!(flush(self.tcp, tls.link, cx)) {
+                if !tls.link.is_handshaking() {
+                    // Complete; only the session tickets behind it found the client
+                    // gone. Reading the request meets that.
+                    return Poll::Ready(Ok(()));
+                }
                 return Poll::Ready(Err(HandshakeFailure::Closed(e)));
             }
             if !tls.link.is_handshaking() {
