@@ -83,3 +83,52 @@ impl ShardCerts {
         self.config.borrow().clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::ClientAuth;
+
+    /// A self-signed certificate for `name` and its key, as PEM.
+    fn pem_pair(name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_reload_reaches_each_shard_once_and_bad_files_keep_the_old_configuration() {
+        let dir = std::env::temp_dir().join(format!("ws2api-certs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = TlsFiles {
+            cert: dir.join("cert.pem"),
+            key: dir.join("cert.key"),
+            client_ca: None,
+            client_auth: ClientAuth::Required,
+        };
+        let (cert, key) = pem_pair("first.example");
+        std::fs::write(&files.cert, cert).unwrap();
+        std::fs::write(&files.key, key).unwrap();
+        let certs = Arc::new(Certs::load(files.clone()).unwrap());
+        let shard = ShardCerts::new(certs.clone());
+        let first = shard.current();
+        assert!(Arc::ptr_eq(&first, &shard.current()), "no reload, same config");
+
+        let (cert, key) = pem_pair("second.example");
+        std::fs::write(&files.cert, cert).unwrap();
+        std::fs::write(&files.key, key).unwrap();
+        certs.reload().unwrap();
+        let second = shard.current();
+        assert!(!Arc::ptr_eq(&first, &second), "new handshakes get the new files");
+        assert!(Arc::ptr_eq(&second, &shard.current()));
+
+        std::fs::write(&files.cert, "half a certificate").unwrap();
+        let error = certs.reload().unwrap_err();
+        assert_eq!(error.flag, "tls-cert");
+        assert!(Arc::ptr_eq(&second, &shard.current()), "the old ones stay");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
