@@ -739,9 +739,4 @@ if __name__ == "__main__":
     ap.add_argument("--api-log", required=True, help="the JSON-lines file api.php appends every request to")
     ap.add_argument("--ws2api-bin", required=True, help="the ws2api binary (for the bad-flag checks)")
     args = ap.parse_args()
-    print(f"websockets {websockets.__version__}", flush=True)
-    try:
-        asyncio.run(main(args))
-    except KeyboardInterrupt:
-        pass
-    finish()
+    checks.run_checks(main, args, f"websockets {websockets.__version__}")

@@ -777,9 +777,4 @@ if __name__ == "__main__":
     ap.add_argument("--shards", type=int, default=2, help="--shards of both gateways")
     ap.add_argument("--disconnect-log", required=True, help="the JSON-lines file api.php appends Disconnects to")
     args = ap.parse_args()
-    print(f"websockets {websockets.__version__}", flush=True)
-    try:
-        asyncio.run(main(args))
-    except KeyboardInterrupt:
-        pass
-    finish()
+    checks.run_checks(main, args, f"websockets {websockets.__version__}")

@@ -58,6 +58,17 @@ def finish():
     sys.exit(1 if RESULTS["failed"] else 0)
 
 
+def run_checks(main, args, banner: str):
+    """Prints `banner`, runs the async `main(args)` (an interrupt ends it early), then
+    `finish()`."""
+    print(banner, flush=True)
+    try:
+        asyncio.run(main(args))
+    except KeyboardInterrupt:
+        pass
+    finish()
+
+
 def fnv1a64(data: bytes) -> int:
     """FNV-1a 64, the shard function of shards/src/shard_fn.rs."""
     h = 0xCBF29CE484222325

@@ -66,3 +66,95 @@ wait_port() {
     return 1
 }
 
+
+# Starts one ws2api per name in GATEWAYS (--shards 2 --ping-interval 0s, each on the ports
+# P_PUB[name] / P_CTL[name], against the PHP API on P_PHP, its stdout and stderr in
+# $WORK/ws2api-<name>.{out,err}) with the flags that function $1 puts in the array FLAGS
+# for each name; waits for PHP and every gateway to listen (show_logs and exit 1 if one
+# does not), and sets GW_PID[name] and gw_args (--<name> <scheme $2>://... --<name>-control
+# http://...) for the test driver.
+start_gateways() {
+    local flags_of=$1 scheme=$2 g
+    FLAGS=()
+    for g in "${GATEWAYS[@]}"; do
+        "$flags_of" "$g"
+        echo "run.sh: ws2api $g on ${P_PUB[$g]} (control ${P_CTL[$g]}): ${FLAGS[*]}"
+        "$WS2API_BIN" \
+            --listen "127.0.0.1:${P_PUB[$g]}" \
+            --control-listen "127.0.0.1:${P_CTL[$g]}" \
+            --api-url "http://127.0.0.1:$P_PHP/" \
+            --shards 2 \
+            --ping-interval 0s \
+            "${FLAGS[@]}" \
+            >"$WORK/ws2api-$g.out" 2>"$WORK/ws2api-$g.err" &
+        GW_PID[$g]=$!
+        PIDS+=("${GW_PID[$g]}")
+    done
+    if ! wait_port "$P_PHP" "$PHP_PID" "php"; then
+        show_logs
+        exit 1
+    fi
+    for g in "${GATEWAYS[@]}"; do
+        if ! wait_port "${P_PUB[$g]}" "${GW_PID[$g]}" "ws2api ($g)" \
+            || ! wait_port "${P_CTL[$g]}" "${GW_PID[$g]}" "ws2api ($g) control"; then
+            show_logs
+            exit 1
+        fi
+    done
+    gw_args=()
+    for g in "${GATEWAYS[@]}"; do
+        gw_args+=("--$g" "$scheme://127.0.0.1:${P_PUB[$g]}" "--$g-control" "http://127.0.0.1:${P_CTL[$g]}")
+    done
+}
+
+# Takes free ports: P_PHP for the PHP API, P_PUB[name] and P_CTL[name] for each name in
+# GATEWAYS (declare -A P_PUB P_CTL GW_PID first).
+gateway_ports() {
+    local g
+    P_PHP="$(free_port)"; TAKEN="$TAKEN$P_PHP "
+    for g in "${GATEWAYS[@]}"; do
+        P_PUB[$g]="$(free_port)"; TAKEN="$TAKEN${P_PUB[$g]} "
+        P_CTL[$g]="$(free_port)"; TAKEN="$TAKEN${P_CTL[$g]} "
+    done
+}
+
+# Starts the PHP API $2 on P_PHP in a process group of its own, with the environment
+# variable named $1 set to LOG ($WORK/api.jsonl, emptied), where the script logs every
+# request as a JSON line.
+start_php() {
+    LOG="$WORK/api.jsonl"
+    : >"$LOG"
+    echo "run.sh: php on 127.0.0.1:$P_PHP"
+    env "$1=$LOG" PHP_CLI_SERVER_WORKERS=4 \
+        setsid "$PHP" -S "127.0.0.1:$P_PHP" "$2" >"$WORK/php.log" 2>&1 &
+    PHP_PID=$!
+    PIDS+=("$PHP_PID")
+    PHP_PGID=$PHP_PID
+}
+
+# The last lines of every gateway's stderr and of the PHP server's log (a run.sh that
+# has other servers defines a show_logs of its own).
+gateway_logs() {
+    local g
+    for g in "${GATEWAYS[@]}"; do
+        echo "---- ws2api ($g) stderr (last 30 lines) ----" >&2
+        tail -n 30 "$WORK/ws2api-$g.err" >&2 || true
+    done
+    echo "---- php server log (last 20 lines) ----" >&2
+    tail -n 20 "$WORK/php.log" >&2 || true
+}
+
+# Runs the test driver ("$PYTHON" "$@") in the background and waits for it, so that a
+# signal to run.sh runs its traps at once (the cleanup stops the driver too) instead of
+# after the test has finished; shows the logs if it failed, and exits with its status.
+run_driver() {
+    local status=0
+    "$PYTHON" "$@" &
+    TEST_PID=$!
+    PIDS+=("$TEST_PID")
+    wait "$TEST_PID" || status=$?
+    if [ "$status" -ne 0 ]; then
+        show_logs
+    fi
+    exit "$status"
+}

@@ -34,15 +34,7 @@ command -v openssl >/dev/null || { echo "run.sh: openssl not found (apt-get inst
 
 GATEWAYS=(required optional nocert)
 
-show_logs() {
-    local g
-    for g in "${GATEWAYS[@]}"; do
-        echo "---- ws2api ($g) stderr (last 30 lines) ----" >&2
-        tail -n 30 "$WORK/ws2api-$g.err" >&2 || true
-    done
-    echo "---- php server log (last 20 lines) ----" >&2
-    tail -n 20 "$WORK/php.log" >&2 || true
-}
+show_logs() { gateway_logs; }
 
 # ---- certificates ---------------------------------------------------------------------
 
@@ -114,23 +106,9 @@ cp "$CERTS/server.key" "$CERTS/live.key"
 
 # ---- servers --------------------------------------------------------------------------
 
-P_PHP="$(free_port)"; TAKEN="$TAKEN$P_PHP "
 declare -A P_PUB P_CTL GW_PID
-for g in "${GATEWAYS[@]}"; do
-    P_PUB[$g]="$(free_port)"; TAKEN="$TAKEN${P_PUB[$g]} "
-    P_CTL[$g]="$(free_port)"; TAKEN="$TAKEN${P_CTL[$g]} "
-done
-
-LOG="$WORK/api.jsonl"
-: >"$LOG"
-
-echo "run.sh: php on 127.0.0.1:$P_PHP"
-
-WS2API_TLS_LOG="$LOG" PHP_CLI_SERVER_WORKERS=4 \
-    setsid "$PHP" -S "127.0.0.1:$P_PHP" tests/tls/api.php >"$WORK/php.log" 2>&1 &
-PHP_PID=$!
-PIDS+=("$PHP_PID")
-PHP_PGID=$PHP_PID
+gateway_ports
+start_php WS2API_TLS_LOG tests/tls/api.php
 
 # The nocert gateway's --handshake-timeout (seconds), which a silent client runs into;
 # also passed to the test.
@@ -146,54 +124,12 @@ flags_of() {
     esac
 }
 
-FLAGS=()
-for g in "${GATEWAYS[@]}"; do
-    flags_of "$g"
-    echo "run.sh: ws2api $g on ${P_PUB[$g]} (control ${P_CTL[$g]}): ${FLAGS[*]#"$CERTS/"}"
-    "$WS2API_BIN" \
-        --listen "127.0.0.1:${P_PUB[$g]}" \
-        --control-listen "127.0.0.1:${P_CTL[$g]}" \
-        --api-url "http://127.0.0.1:$P_PHP/" \
-        --shards 2 \
-        --ping-interval 0s \
-        "${FLAGS[@]}" \
-        >"$WORK/ws2api-$g.out" 2>"$WORK/ws2api-$g.err" &
-    GW_PID[$g]=$!
-    PIDS+=("${GW_PID[$g]}")
-done
+# The public ports are probed too (by start_gateways): one TCP connection each that
+# closes before a ClientHello, which the gateway may count as a failed handshake;
+# tls_test.py takes its metric baselines after that.
+start_gateways flags_of wss
 
-if ! wait_port "$P_PHP" "$PHP_PID" "php"; then
-    show_logs
-    exit 1
-fi
-# The public ports are probed too: one TCP connection each that closes before a
-# ClientHello, which the gateway may count as a failed handshake; tls_test.py takes its
-# metric baselines after that.
-for g in "${GATEWAYS[@]}"; do
-    if ! wait_port "${P_PUB[$g]}" "${GW_PID[$g]}" "ws2api ($g)" \
-        || ! wait_port "${P_CTL[$g]}" "${GW_PID[$g]}" "ws2api ($g) control"; then
-        show_logs
-        exit 1
-    fi
-done
-
-gw_args=()
-for g in "${GATEWAYS[@]}"; do
-    gw_args+=("--$g" "wss://127.0.0.1:${P_PUB[$g]}" "--$g-control" "http://127.0.0.1:${P_CTL[$g]}")
-done
-
-# In the background and waited for, so that a signal to this script runs its traps at
-# once (the cleanup stops the test too) instead of after the test has finished.
-status=0
-"$PYTHON" tests/tls/tls_test.py \
+run_driver tests/tls/tls_test.py \
     "${gw_args[@]}" \
     --nocert-pid "${GW_PID[nocert]}" --nocert-stderr "$WORK/ws2api-nocert.err" \
-    --handshake-timeout "$HANDSHAKE_TIMEOUT" --certs "$CERTS" --shards 2 --api-log "$LOG" --ws2api-bin "$WS2API_BIN" &
-TEST_PID=$!
-PIDS+=("$TEST_PID")
-wait "$TEST_PID" || status=$?
-
-if [ "$status" -ne 0 ]; then
-    show_logs
-fi
-exit "$status"
+    --handshake-timeout "$HANDSHAKE_TIMEOUT" --certs "$CERTS" --shards 2 --api-log "$LOG" --ws2api-bin "$WS2API_BIN"
