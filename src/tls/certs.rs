@@ -115,14 +115,20 @@ mod tests {
         let certs = Arc::new(Certs::load(files.clone()).unwrap());
         let shard = ShardCerts::new(certs.clone());
         let first = shard.current();
-        assert!(Arc::ptr_eq(&first, &shard.current()), "no reload, same config");
+        assert!(
+            Arc::ptr_eq(&first, &shard.current()),
+            "no reload, same config"
+        );
 
         let (cert, key) = pem_pair("second.example");
         std::fs::write(&files.cert, cert).unwrap();
         std::fs::write(&files.key, key).unwrap();
         certs.reload().unwrap();
         let second = shard.current();
-        assert!(!Arc::ptr_eq(&first, &second), "new handshakes get the new files");
+        assert!(
+            !Arc::ptr_eq(&first, &second),
+            "new handshakes get the new files"
+        );
         assert!(Arc::ptr_eq(&second, &shard.current()));
 
         std::fs::write(&files.cert, "half a certificate").unwrap();

@@ -17,6 +17,8 @@ mod files;
 mod link;
 mod provider;
 mod subject;
+#[cfg(test)]
+pub mod testing;
 
 pub use certs::{Certs, ShardCerts};
 pub use files::{ClientAuth, FilesError, TlsFiles};

@@ -402,8 +402,13 @@ impl Conn {
     }
 
     /// Bytes queued for the client and not yet written.
+    /// Over TLS this includes records sealed and not yet taken by the socket.
     pub fn queued_bytes(&self) -> usize {
-        self.out.borrow().len()
+        let sealed = self
+            .link
+            .as_ref()
+            .map_or(0, |link| link.borrow().unsent.len());
+        self.out.borrow().len() + sealed
     }
 
     /// Messages received from the client.
@@ -434,7 +439,7 @@ impl Conn {
         if self.closing.get() {
             return Liveness::Alive;
         }
-        if self.out.borrow().is_empty() {
+        if self.out.borrow().is_empty() && self.sent_all() {
             // Everything went out: whatever was refused before is forgiven.
             self.refused.set(false);
             self.stall_mark.set(None);
@@ -1031,6 +1036,69 @@ mod tests {
         assert_eq!(c.written.get(), 9);
         assert_eq!(c.messages_out(), 2);
         assert_eq!(drain(&mut theirs), b"\x81\x03all\x81\x02hi");
+    }
+
+    /// The client's plaintext from what the socket pair carried.
+    fn decrypt(client: &mut rustls::ClientConnection, wire: &[u8]) -> Vec<u8> {
+        use std::io::Read;
+        let mut reader = wire;
+        let mut plain = Vec::new();
+        while !reader.is_empty() {
+            client.read_tls(&mut reader).unwrap();
+            client.process_new_packets().unwrap();
+            let _ = client.reader().read_to_end(&mut plain);
+        }
+        plain
+    }
+
+    #[test]
+    fn over_tls_frames_are_sealed_on_their_way_and_what_waits_is_sealed_in_order() {
+        let (_pki, link, mut client) = crate::tls::testing::connected("conn-direct");
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        let c = conn().with_tls(Box::new(link));
+        c.fd.set(Some(ours.as_raw_fd()));
+        let frame: Rc<[u8]> = Rc::from(&b"\x81\x03all"[..]);
+        c.send_shared(&frame, 16).unwrap();
+        c.send(b"hi", false, 16).unwrap();
+        assert_eq!(c.queued_bytes(), 0, "sealed and taken at once");
+        assert_eq!(Rc::strong_count(&frame), 1);
+        let wire = drain(&mut theirs);
+        assert!(
+            !wire.windows(3).any(|w| w == b"all"),
+            "no plaintext on the wire"
+        );
+        assert_eq!(decrypt(&mut client, &wire), b"\x81\x03all\x81\x02hi");
+
+        // Fill the pair until sealed records wait; later frames queue behind them.
+        let big = vec![b'x'; 64 * 1024];
+        let mut sent = 0usize;
+        while c.sent_all() {
+            c.send(&big, true, usize::MAX).unwrap();
+            sent += 1;
+            assert!(sent < 10_000, "the socket never filled");
+        }
+        assert!(c.queued_bytes() > 0, "sealed bytes waiting count as queued");
+        c.send_shared(&frame, usize::MAX).unwrap();
+        assert_eq!(
+            Rc::strong_count(&frame),
+            2,
+            "queued behind the sealed records"
+        );
+        let mut wire = drain(&mut theirs);
+        while !c.write_now() {
+            wire.extend(drain(&mut theirs));
+        }
+        wire.extend(drain(&mut theirs));
+        let plain = decrypt(&mut client, &wire);
+        let big_frame_len = codec::frame_len(big.len());
+        assert_eq!(plain.len(), sent * big_frame_len + 5);
+        assert!(
+            plain.ends_with(b"\x81\x03all"),
+            "the shared frame last, in order"
+        );
+        assert_eq!(c.queued_bytes(), 0);
     }
 
     #[test]
