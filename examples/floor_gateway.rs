@@ -895,6 +895,12 @@ fn serve_control(
     shards: Vec<(UnixStream, mpsc::Sender<Arc<[u8]>>)>,
     done: mpsc::Receiver<u64>,
 ) {
+    // The listener was bound non-blocking like the public ones; this thread blocks in
+    // accept (a non-blocking accept here would spin a core while no one connects).
+    if let Err(e) = listener.set_nonblocking(false) {
+        eprintln!("floor_gateway: control listener: {e}");
+        return;
+    }
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
         let _ = stream.set_nodelay(true);
