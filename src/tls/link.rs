@@ -132,40 +132,31 @@ impl TlsLink {
             // begun): they are `partial`, always handed back as the input.
             let status = self.session.process_tls_records(&mut self.partial);
             let discard = status.discard;
-            let state = status.state.map_err(TlsError);
-            let state = match state {
-                Ok(state) => state,
-                Err(e) => {
-                    self.partial.drain(..discard);
-                    return Err(e);
-                }
-            };
-            match state {
-                ConnectionState::EncodeTlsData(mut encode) => {
+            let sealed = match status.state {
+                Err(e) => Some(Err(TlsError(e))),
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     encode_into(out, |buf| encode.encode(buf));
+                    None
                 }
-                ConnectionState::TransmitTlsData(mut transmit) => {
-                    if let Some(mut write) = transmit.may_encrypt_app_data() {
-                        encrypt_into(out, |buf| write.encrypt(plain, buf))?;
-                        transmit.done();
-                        return Ok(());
-                    }
+                Ok(ConnectionState::TransmitTlsData(mut transmit)) => {
+                    let sealed = transmit
+                        .may_encrypt_app_data()
+                        .map(|mut write| encrypt_into(out, |buf| write.encrypt(plain, buf)));
                     transmit.done();
+                    sealed
                 }
-                ConnectionState::WriteTraffic(mut write) => {
-                    let sealed = encrypt_into(out, |buf| write.encrypt(plain, buf));
-                    self.partial.drain(..discard);
-                    return sealed;
+                Ok(ConnectionState::WriteTraffic(mut write)) => {
+                    Some(encrypt_into(out, |buf| write.encrypt(plain, buf)))
                 }
                 // `partial` never holds a whole record (`open` used them all), so
                 // there is nothing to read here; and before the handshake's end
                 // nothing may be sealed.
-                _ => {
-                    self.partial.drain(..discard);
-                    return Err(TlsError(rustls::Error::HandshakeNotComplete));
-                }
-            }
+                Ok(_) => Some(Err(TlsError(rustls::Error::HandshakeNotComplete))),
+            };
             self.partial.drain(..discard);
+            if let Some(sealed) = sealed {
+                return sealed;
+            }
         }
     }
 
