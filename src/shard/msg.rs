@@ -1,5 +1,6 @@
 //! The one message type that crosses shards.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,8 +30,8 @@ pub enum ShardMsg {
         address: Option<IpAddr>,
         /// TLS or not, and the client's certificate.
         transport: Transport,
-        /// The TLS session, with `--tls-cert` (boxed in the link already).
-        link: Option<Box<TlsLink>>,
+        /// The TLS session, with `--tls-cert`, boxed as the connection will keep it.
+        link: Option<Box<RefCell<TlsLink>>>,
     },
     /// A connection counted for `ip` (on the receiving shard, which owns the address)
     /// ended. No reply.

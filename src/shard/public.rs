@@ -2,6 +2,7 @@
 //! once, send it to the shard that owns its ClientId, ask the API server, answer 101
 //! or an error.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -56,7 +57,7 @@ pub struct Arrived {
     /// TLS or not, and the client's certificate.
     pub transport: Transport,
     /// The TLS session, when the gateway terminates TLS itself (`--tls-cert`).
-    pub link: Option<Box<TlsLink>>,
+    pub link: Option<Box<RefCell<TlsLink>>>,
     /// Bytes the client sent behind its request head.
     pub leftover: Vec<u8>,
     /// Its pass of the owning shard's gate.
@@ -100,7 +101,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
     let mut link = match &shard.tls {
         None => None,
         Some(certs) => match TlsLink::new(certs.current()) {
-            Ok(link) => Some(Box::new(link)),
+            Ok(link) => Some(Box::new(RefCell::new(link))),
             Err(e) => {
                 log::warn!("shard {}: cannot start a TLS session: {e}", shard.id);
                 return;
@@ -121,7 +122,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
                 Err(e) => return Ok(Err(Early::Read(e))),
             }
         }
-        let mut wire = match link.as_deref_mut() {
+        let mut wire = match link.as_deref_mut().map(RefCell::get_mut) {
             // Bytes behind the PROXY header are the start of the TLS session.
             Some(link) => Wire::tls(&mut stream, link, std::mem::take(&mut buf)),
             None => Wire::plain(&mut stream),
@@ -140,11 +141,11 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
     if let Some(link) = &link {
         transport = Transport {
             tls: true,
-            cert: link.client_cert(),
+            cert: link.borrow().client_cert(),
         };
     }
     let checked = match read {
-        Err(_) if link.as_ref().is_some_and(|l| l.is_handshaking()) => {
+        Err(_) if link.as_ref().is_some_and(|l| l.borrow().is_handshaking()) => {
             return tls_failed(&shard, peer, &HandshakeFailure::Timeout);
         }
         Err(_) => Err(Error::HandshakeTimeout),
@@ -155,7 +156,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream, pass: Pass) {
         Ok(Err(Early::Tls(failure))) => return tls_failed(&shard, peer, &failure),
         Ok(Err(Early::Read(e))) => Err(e.into()),
     };
-    let mut wire = Wire::over(&mut stream, link.as_deref_mut());
+    let mut wire = Wire::over(&mut stream, link.as_deref_mut().map(RefCell::get_mut));
     let (head_len, upgrade) = match checked {
         Ok(checked) => checked,
         Err(error) => return refuse(&shard, &mut wire, &error).await,
@@ -266,7 +267,7 @@ pub async fn upgrade(shard: Rc<Shard>, arrived: Arrived, upgrade: Upgrade) {
     if let Err(error) = admitted {
         return refuse(
             &shard,
-            &mut Wire::over(&mut stream, link.as_deref_mut()),
+            &mut Wire::over(&mut stream, link.as_deref_mut().map(RefCell::get_mut)),
             &error,
         )
         .await;
@@ -308,7 +309,7 @@ pub async fn upgrade(shard: Rc<Shard>, arrived: Arrived, upgrade: Upgrade) {
             }
             return refuse(
                 &shard,
-                &mut Wire::over(&mut stream, link.as_deref_mut()),
+                &mut Wire::over(&mut stream, link.as_deref_mut().map(RefCell::get_mut)),
                 &error,
             )
             .await;

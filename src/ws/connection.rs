@@ -162,9 +162,9 @@ impl Conn {
     }
 
     /// The same connection, speaking TLS through `link` (its handshake complete).
-    pub fn with_tls(self, link: Box<TlsLink>) -> Conn {
+    pub fn with_tls(self, link: Box<RefCell<TlsLink>>) -> Conn {
         Conn {
-            link: Some(Box::new(RefCell::new(*link))),
+            link: Some(link),
             ..self
         }
     }
@@ -1057,7 +1057,7 @@ mod tests {
         let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
         theirs.set_nonblocking(true).unwrap();
-        let c = conn().with_tls(Box::new(link));
+        let c = conn().with_tls(Box::new(RefCell::new(link)));
         c.fd.set(Some(ours.as_raw_fd()));
         let frame: Rc<[u8]> = Rc::from(&b"\x81\x03all"[..]);
         c.send_shared(&frame, 16).unwrap();
